@@ -1,0 +1,1 @@
+"""The alert model (EVE-shaped records) and the sinks that deliver them."""

@@ -1,0 +1,95 @@
+"""EVE-shaped records (Suricata's JSON log field names), built from flows, records and rules.
+
+Every record has ``timestamp`` (ISO 8601), ``flow_id``, ``event_type``, ``src_ip``,
+``src_port``, ``dest_ip``, ``dest_port``, ``proto`` and ``app_proto``; alerts add ``alert``
+and the protocol object (``modbus``/``dnp3``) of the transaction they concern, decoder-event
+alerts add ``decoder_event``; transaction records carry the protocol object under the
+protocol's name; the ``stats`` record carries counters.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from otids.capture.flow import Flow
+from otids.capture.packet import PROTO_TCP
+from otids.decode.base import DecoderEvent, Direction, Transaction
+from otids.rules.engine import Rule
+
+EveRecord = dict[str, Any]
+
+
+def iso_timestamp(ts: float) -> str:
+    """``2026-11-24T18:00:00.123456+0000``, the form Suricata writes."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+0000")
+
+
+def _header(event_type: str, ts: float, flow: Flow, direction: Direction, app_proto: str) -> EveRecord:
+    if direction == Direction.TO_CLIENT:
+        src, sport, dst, dport = flow.server_str, flow.server_port, flow.client_str, flow.client_port
+    else:
+        src, sport, dst, dport = flow.client_str, flow.client_port, flow.server_str, flow.server_port
+    return {
+        "timestamp": iso_timestamp(ts),
+        "flow_id": flow.flow_id,
+        "event_type": event_type,
+        "src_ip": src,
+        "src_port": sport,
+        "dest_ip": dst,
+        "dest_port": dport,
+        "proto": "TCP" if flow.proto == PROTO_TCP else "UDP",
+        "app_proto": app_proto,
+    }
+
+
+def transaction_record(flow: Flow, tx: Transaction) -> EveRecord:
+    """The ``event_type: <protocol>`` record of one finished transaction (client to server)."""
+    rec = _header(tx.protocol, tx.ts, flow, Direction.TO_SERVER, tx.protocol)
+    rec["tx_id"] = tx.tx_id
+    rec[tx.protocol] = tx.eve()
+    return rec
+
+
+def alert_record(
+    ts: float, flow: Flow, record: Transaction | DecoderEvent, rule: Rule, app_proto: str
+) -> EveRecord:
+    """The ``event_type: alert`` record of ``rule`` firing on ``record``."""
+    if isinstance(record, DecoderEvent):
+        tx = record.tx
+        # An event travels in its own direction; Suricata reports the packet's direction.
+        rec = _header("alert", ts, flow, record.direction, app_proto)
+    else:
+        tx = record
+        rec = _header("alert", ts, flow, Direction.TO_SERVER, app_proto)
+    if tx is not None:
+        rec["tx_id"] = tx.tx_id
+    alert: dict[str, Any] = {
+        "action": "allowed",
+        "gid": 1,
+        "signature_id": rule.sid,
+        "rev": 1,
+        "rule_id": rule.id,
+        "signature": rule.title,
+        "category": rule.category,
+        "severity": rule.severity_num,
+        "level": rule.severity,
+    }
+    metadata: dict[str, list[str]] = {}
+    if rule.attack:
+        metadata["mitre_attack"] = rule.attack
+    if rule.tags:
+        metadata["tags"] = rule.tags
+    if metadata:
+        alert["metadata"] = metadata
+    rec["alert"] = alert
+    if isinstance(record, DecoderEvent):
+        rec["decoder_event"] = {"name": record.name, "detail": record.detail}
+    if tx is not None:
+        rec[tx.protocol] = tx.eve()
+    return rec
+
+
+def stats_record(ts: float, stats: dict[str, Any]) -> EveRecord:
+    """The ``event_type: stats`` record."""
+    return {"timestamp": iso_timestamp(ts), "event_type": "stats", "stats": stats}

@@ -1,0 +1,338 @@
+"""The one pipeline behind ``otids read`` (and later ``otids live``).
+
+It wires the layers in their one direction: packets from a source are decoded
+(:mod:`otids.capture.link`), assigned to flows and reassembled (:mod:`otids.capture.flow`),
+handed to the dissector that recognised the flow (:mod:`otids.decode`), their records
+evaluated by the rules (:mod:`otids.rules`) and the results given to the sinks
+(:mod:`otids.alerts`). It sits above the layers so that none of them imports another
+downstream.
+
+Flow classification: a flow is *unknown* until its first payload. A flow on a port a
+protocol owns is probed for that protocol only: a failed probe raises the protocol's
+port-mismatch event (``modbus.non_modbus_traffic``) and the flow is ignored. A flow on any
+other port is probed for every protocol and ignored silently when none matches. Ignored
+flows cost one flow lookup per packet.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+from otids.alerts.eve import alert_record, stats_record, transaction_record
+from otids.alerts.sinks import Sink
+from otids.capture.flow import Flow, FlowTable
+from otids.capture.link import PacketDecoder
+from otids.capture.packet import PROTO_TCP, PROTO_UDP
+from otids.capture.tcp import Gap, StreamAnomaly
+from otids.decode.base import (
+    AppParser,
+    DecoderEvent,
+    Direction,
+    ProbeResult,
+    ProtocolSpec,
+    Record,
+    Transaction,
+)
+from otids.decode.registry import PROTOCOLS
+from otids.rules.engine import Rule, RuleSet
+from otids.rules.fields import EvalContext
+
+# Flow.app_state values.
+UNKNOWN, ACTIVE, IGNORED = 0, 1, 2
+
+# Bytes of a flow's first payload kept while a probe asks for more; a protocol that cannot
+# decide within this many bytes is not the flow's protocol.
+PROBE_LIMIT = 512
+
+_DIRS = (Direction.TO_SERVER, Direction.TO_CLIENT)
+
+
+class _Probing:
+    """A flow's payload held back while the probes decide."""
+
+    __slots__ = ("candidates", "chunks", "size")
+
+    def __init__(self, candidates: list[ProtocolSpec]) -> None:
+        self.candidates = candidates
+        self.chunks: list[tuple[Direction, bytes, float]] = []
+        self.size = 0
+
+
+class _AppStats:
+    __slots__ = ("flows", "functions", "transactions")
+
+    def __init__(self) -> None:
+        self.flows = 0
+        self.transactions = 0
+        self.functions: dict[str, list[int]] = {}  # label -> [count, errors]
+
+
+class Pipeline:
+    """Packets in, EVE records out to ``sink``."""
+
+    def __init__(
+        self,
+        rules: RuleSet,
+        sink: Sink,
+        log_transactions: bool = False,
+        protocols: Iterable[ProtocolSpec] = PROTOCOLS,
+    ) -> None:
+        self.rules = rules
+        self.sink = sink
+        self.log_transactions = log_transactions
+        self.protocols = tuple(protocols)
+        self._tcp_owner = {p: s for s in self.protocols for p in s.tcp_ports}
+        self._udp_owner = {p: s for s in self.protocols for p in s.udp_ports}
+        tcp_ports, udp_ports = frozenset(self._tcp_owner), frozenset(self._udp_owner)
+        self.decoder = PacketDecoder()
+        self.flows = FlowTable(
+            server_port_hint=lambda proto, port: port in (tcp_ports if proto == PROTO_TCP else udp_ports)
+        )
+        self.packets = 0
+        self.bytes = 0
+        self.files = 0
+        self.capture_warnings: list[str] = []
+        self.events: Counter[str] = Counter()
+        self.alerts: Counter[int] = Counter()
+        self.rules_by_sid: dict[int, Rule] = {}
+        self.app_stats: dict[str, _AppStats] = {p.name: _AppStats() for p in self.protocols}
+        self.started = time.monotonic()
+        self.last_ts = 0.0
+
+    # --- packets ---------------------------------------------------------------------------
+
+    def run(self, packets: Iterable[tuple[float, int, bytes, int]]) -> None:
+        """Process ``(timestamp, linktype, frame, wire length)`` tuples from a source."""
+        decode = self.decoder.decode
+        lookup = self.flows.lookup
+        next_expire = 0.0
+        npackets = nbytes = 0
+        ts = self.last_ts
+        try:
+            for ts, linktype, frame, wirelen in packets:
+                npackets += 1
+                nbytes += wirelen
+                if ts >= next_expire:
+                    self._housekeeping(ts)
+                    next_expire = ts + 1.0
+                pkt = decode(ts, linktype, frame, wirelen)
+                if pkt is None:
+                    continue
+                flow, d = lookup(pkt)
+                if flow.app_state == IGNORED:
+                    continue
+                if pkt.proto == PROTO_TCP:
+                    items = flow.tcp_packet(d, pkt)
+                    if items:
+                        self._stream(flow, _DIRS[d], items, ts)
+                elif pkt.payload:
+                    self._data(flow, _DIRS[d], pkt.payload, ts)
+        finally:
+            self.packets += npackets
+            self.bytes += nbytes
+            self.last_ts = max(self.last_ts, ts)
+
+    def _housekeeping(self, now: float) -> None:
+        for flow in self.flows.expire(now):
+            self._close_flow(flow, now)
+        for flow in self.flows.evicted():
+            self._close_flow(flow, now)
+
+    def _stream(self, flow: Flow, direction: Direction, items: list[Any], ts: float) -> None:
+        for item in items:
+            if type(item) is bytes:
+                if item:
+                    self._data(flow, direction, item, ts)
+            elif isinstance(item, Gap):
+                self._gap(flow, direction, item, ts)
+            elif isinstance(item, StreamAnomaly):
+                self._event(flow, DecoderEvent(item.name, direction, ts, item.detail))
+
+    def _data(self, flow: Flow, direction: Direction, data: bytes, ts: float) -> None:
+        if flow.app_state == ACTIVE:
+            self._records(flow, flow.app.feed(direction, data, ts), ts)  # type: ignore[union-attr]
+        elif flow.app_state == UNKNOWN:
+            self._classify(flow, direction, data, ts)
+
+    def _gap(self, flow: Flow, direction: Direction, gap: Gap, ts: float) -> None:
+        # The dissector reports the gap as its own event (``modbus.gap``) when it resyncs;
+        # before classification the probe simply sees the later bytes.
+        if flow.app_state == ACTIVE:
+            self._records(flow, flow.app.gap(direction, ts), ts)  # type: ignore[union-attr]
+
+    # --- classification --------------------------------------------------------------------
+
+    def _classify(self, flow: Flow, direction: Direction, data: bytes, ts: float) -> None:
+        probing = flow.app
+        if not isinstance(probing, _Probing):
+            owner = self._owner(flow)
+            probing = _Probing([owner] if owner is not None else list(self.protocols))
+            flow.app = probing
+        probing.chunks.append((direction, data, ts))
+        probing.size += len(data)
+        self._probe(flow, probing, direction, ts, final=probing.size >= PROBE_LIMIT)
+
+    def _owner(self, flow: Flow) -> ProtocolSpec | None:
+        owners = self._tcp_owner if flow.proto == PROTO_TCP else self._udp_owner
+        return owners.get(flow.server_port) or owners.get(flow.client_port)
+
+    def _probe(
+        self, flow: Flow, probing: _Probing, direction: Direction, ts: float, final: bool
+    ) -> None:
+        """Run the candidates' probes on the bytes seen so far in ``direction``.
+
+        ``final``: no more bytes will be waited for, so "need more" counts as "no".
+        """
+        joined = b"".join(c for d, c, _ in probing.chunks if d == direction)
+        undecided: list[ProtocolSpec] = []
+        for spec in probing.candidates:
+            verdict = spec.probe(joined, direction)
+            if verdict is ProbeResult.MATCH:
+                self._activate(flow, spec, probing)
+                return
+            if verdict is ProbeResult.NEED_MORE and not final:
+                undecided.append(spec)
+        probing.candidates = undecided
+        if undecided:
+            return
+        flow.app = None
+        flow.app_state = IGNORED
+        owner = self._owner(flow)
+        if owner is not None:
+            detail = f"traffic on port {flow.server_port} is not {owner.name} (starts {joined[:16].hex(' ')})"
+            self._event(flow, DecoderEvent(owner.port_mismatch_event, direction, ts, detail))
+
+    def _activate(self, flow: Flow, spec: ProtocolSpec, probing: _Probing) -> None:
+        parser: AppParser = spec.parser_factory(flow.proto == PROTO_UDP)
+        flow.app = parser
+        flow.app_state = ACTIVE
+        self.app_stats[spec.name].flows += 1
+        for direction, data, ts in probing.chunks:
+            self._records(flow, parser.feed(direction, data, ts), ts)
+
+    # --- records ---------------------------------------------------------------------------
+
+    def _event(self, flow: Flow, event: DecoderEvent) -> None:
+        self._records(flow, (event,), event.ts)
+
+    def _records(self, flow: Flow, records: Iterable[Record], ts: float) -> None:
+        rules = self.rules
+        for rec in records:
+            ctx = EvalContext(rec, flow)
+            hits = rules.match(ctx)
+            if isinstance(rec, DecoderEvent):
+                self.events[rec.name] += 1
+            if hits:
+                app = flow.app.protocol if flow.app_state == ACTIVE else "failed"  # type: ignore[union-attr]
+                for rule in hits:
+                    self.alerts[rule.sid] += 1
+                    self.rules_by_sid[rule.sid] = rule
+                    self.sink.handle(alert_record(ts, flow, rec, rule, app))
+            if isinstance(rec, Transaction) and rec.done:
+                self._transaction_done(flow, rec)
+
+    def _transaction_done(self, flow: Flow, tx: Transaction) -> None:
+        st = self.app_stats.get(tx.protocol)
+        if st is not None:
+            st.transactions += 1
+            label, error = tx.summary()
+            row = st.functions.get(label)
+            if row is None:
+                row = st.functions[label] = [0, 0]
+            row[0] += 1
+            if error is not None:
+                row[1] += 1
+        if self.log_transactions:
+            self.sink.handle(transaction_record(flow, tx))
+
+    # --- end -------------------------------------------------------------------------------
+
+    def _close_flow(self, flow: Flow, ts: float) -> None:
+        if flow.app_state == ACTIVE:
+            if flow.streams is not None:
+                for d in _DIRS:
+                    items = flow.streams[d].flush()
+                    if items:
+                        self._stream(flow, d, items, ts)
+            self._records(flow, flow.app.close(ts), ts)  # type: ignore[union-attr]
+        elif flow.app_state == UNKNOWN and isinstance(flow.app, _Probing):
+            # The flow ended before the probes could decide: judge what was seen.
+            probing = flow.app
+            self._probe(flow, probing, probing.chunks[-1][0], ts, final=True)
+            if flow.app_state == ACTIVE:
+                self._close_flow(flow, ts)
+                return
+        flow.app = None
+        flow.app_state = IGNORED
+
+    def finish(self) -> dict[str, Any]:
+        """Close every flow, emit the final ``stats`` record and return the statistics."""
+        for flow in self.flows.drain():
+            self._close_flow(flow, self.last_ts)
+        stats = self.stats(final=True)
+        self.sink.handle(stats_record(self.last_ts or time.time(), stats))
+        return stats
+
+    def stats(self, final: bool = False) -> dict[str, Any]:
+        """Counters so far, as written in the ``stats`` record."""
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        dec = self.decoder
+        return {
+            "final": final,
+            "elapsed_s": round(elapsed, 3),
+            "packets_per_s": round(self.packets / elapsed, 1),
+            "capture": {
+                "files": self.files,
+                "packets": self.packets,
+                "bytes": self.bytes,
+                "warnings": list(self.capture_warnings),
+            },
+            "decoder": {
+                name: getattr(dec, name)
+                for name in (
+                    "ip",
+                    "non_ip",
+                    "not_tcp_udp",
+                    "malformed",
+                    "unsupported_linktype",
+                    "ip_fragments",
+                    "ip_reassembled",
+                    "ip_frag_dropped",
+                )
+                if hasattr(dec, name)
+            },
+            "flows": {
+                "total": self.flows.created,
+                "active": len(self.flows),
+                "expired": self.flows.expired,
+                "evicted": self.flows.evicted_count,
+            },
+            "app_layer": {
+                name: {
+                    "flows": st.flows,
+                    "transactions": st.transactions,
+                    "functions": {
+                        label: {"count": c, "errors": e} for label, (c, e) in st.functions.items()
+                    },
+                }
+                for name, st in self.app_stats.items()
+            },
+            "decoder_events": dict(sorted(self.events.items())),
+            "alerts": {
+                "total": sum(self.alerts.values()),
+                "by_rule": [
+                    {
+                        "sid": sid,
+                        "rule_id": self.rules_by_sid[sid].id,
+                        "title": self.rules_by_sid[sid].title,
+                        "level": self.rules_by_sid[sid].severity,
+                        "count": n,
+                    }
+                    for sid, n in sorted(self.alerts.items())
+                ],
+            },
+        }
+

@@ -1,0 +1,1 @@
+"""Rule loading and evaluation over the documented field vocabulary."""

@@ -1,0 +1,374 @@
+"""Compiled rules and their evaluation.
+
+A rule's ``detection`` block holds named *selections* and a ``condition`` over them. A
+selection maps ``field`` or ``field|modifier`` to a value; all its entries must hold (a list of
+such maps holds when any map does). A list value matches when the field equals any element;
+a field whose value is a list matches when any element does.
+
+Modifiers:
+
+========== ==========================================================================
+(none)     equality; a value like ``10.0.0.0/8`` on an address field is a CIDR block
+not        negation of equality
+gt gte     numeric comparisons
+lt lte
+range      ``[low, high]`` inclusive
+contains   substring (text, bytes) — element equality on list fields is the default
+startswith text prefix
+re         regular expression search on text
+exists     ``true``: the field has a value; ``false``: it has none
+========== ==========================================================================
+
+Named lists (``$modbus_clients``) are replaced by the site variables' values before
+compiling. Rules are indexed on their protocol's ``index_field`` (the function code) and on
+event names, so a transaction is only checked against the rules that could match it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import operator
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from otids.decode.base import DecoderEvent
+from otids.decode.registry import BY_NAME
+from otids.rules.condition import Node
+from otids.rules.fields import VOCABULARY, EvalContext
+
+Predicate = Callable[[Any], bool]
+Matcher = Callable[[EvalContext], bool]
+
+SEVERITIES: dict[str, int] = {"critical": 1, "high": 1, "medium": 2, "low": 3, "info": 4}
+"""Rule severity -> EVE ``alert.severity`` (Suricata's scale: 1 is the most severe)."""
+
+
+class CompileError(ValueError):
+    """A selection cannot be compiled; ``path`` locates the culprit inside the rule."""
+
+    def __init__(self, message: str, path: tuple[Any, ...] = ()) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+@dataclass(slots=True, eq=False)
+class Rule:
+    """A loaded, compiled rule. ``kind`` is ``transaction`` or ``event``."""
+
+    id: str
+    sid: int
+    title: str
+    severity: str
+    kind: str
+    protocol: str | None  # None: a transaction rule valid for every protocol
+    match: Matcher
+    description: str = ""
+    category: str = ""
+    tags: list[str] = field(default_factory=list)
+    references: list[str] = field(default_factory=list)
+    falsepositives: list[str] = field(default_factory=list)
+    source: str = ""
+    # Values of the protocol's index field (or event names) one of which the record must
+    # carry for the rule to match; None when the rule cannot be indexed.
+    index_values: frozenset[Any] | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def attack(self) -> list[str]:
+        """ATT&CK for ICS technique ids from the tags (``attack.t0814`` -> ``T0814``)."""
+        return [t[7:].upper() for t in self.tags if re.fullmatch(r"attack\.t\d{4}(\.\d{3})?", t)]
+
+    @property
+    def severity_num(self) -> int:
+        """EVE ``alert.severity``."""
+        return SEVERITIES[self.severity]
+
+
+# --- compiling selections -------------------------------------------------------------------
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple, set, frozenset)) else [value]
+
+
+def _network(value: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    if isinstance(value, str) and "/" in value:
+        try:
+            return ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            return None
+    return None
+
+
+def _eq_predicate(values: list[Any], ftype: str) -> Predicate:
+    if ftype == "ip":
+        nets = [n for n in map(_network, values) if n is not None]
+        plain = frozenset(str(v) for v in values if _network(v) is None)
+        if nets:
+            def in_any(v: Any) -> bool:
+                if v in plain:
+                    return True
+                try:
+                    addr = ipaddress.ip_address(v)
+                except ValueError:
+                    return False
+                return any(addr in n for n in nets)
+
+            return in_any
+        return plain.__contains__
+    try:
+        allowed = frozenset(values)
+    except TypeError as exc:
+        raise CompileError(f"values must be scalars: {values!r}") from exc
+    return allowed.__contains__
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise CompileError(f"expected a number, got {value!r}")
+    return value
+
+
+def _range(value: Any) -> tuple[float, float]:
+    if isinstance(value, str) and "-" in value:
+        lo_s, _, hi_s = value.partition("-")
+        try:
+            value = [int(lo_s, 0), int(hi_s, 0)]
+        except ValueError as exc:
+            raise CompileError(f"bad range {value!r}") from exc
+    if not isinstance(value, list) or len(value) != 2:
+        raise CompileError(f"range takes [low, high], got {value!r}")
+    lo, hi = _number(value[0]), _number(value[1])
+    if lo > hi:
+        raise CompileError(f"range low {lo} is above high {hi}")
+    return lo, hi
+
+
+def _numeric(op: Callable[[Any, Any], bool], bound: float) -> Predicate:
+    def pred(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and op(v, bound)
+
+    return pred
+
+
+def _text(v: Any) -> str | bytes | None:
+    return v if isinstance(v, (str, bytes)) else None
+
+
+def _contains(values: list[Any]) -> Predicate:
+    needles = [v.encode() if isinstance(v, str) else v for v in values]
+    texts = [v for v in values if isinstance(v, str)]
+
+    def pred(v: Any) -> bool:
+        if isinstance(v, bytes):
+            return any(n in v for n in needles if isinstance(n, bytes))
+        if isinstance(v, str):
+            return any(t in v for t in texts)
+        return False
+
+    return pred
+
+
+def _regex(values: list[Any]) -> Predicate:
+    try:
+        pats = [re.compile(str(v)) for v in values]
+    except re.error as exc:
+        raise CompileError(f"bad regular expression: {exc}") from exc
+    return lambda v: isinstance(v, str) and any(p.search(v) for p in pats)
+
+
+# modifier -> builder(values as list, field type) -> predicate on one scalar value
+_MODIFIERS: dict[str, Callable[[list[Any], str], Predicate]] = {
+    "": _eq_predicate,
+    "gt": lambda vs, t: _numeric(operator.gt, _number(vs[0])),
+    "gte": lambda vs, t: _numeric(operator.ge, _number(vs[0])),
+    "lt": lambda vs, t: _numeric(operator.lt, _number(vs[0])),
+    "lte": lambda vs, t: _numeric(operator.le, _number(vs[0])),
+    "contains": lambda vs, t: _contains(vs),
+    "startswith": lambda vs, t: lambda v: isinstance(v, str) and v.startswith(tuple(map(str, vs))),
+    "re": lambda vs, t: _regex(vs),
+}
+MODIFIERS = frozenset({*_MODIFIERS, "not", "range", "exists"})
+"""Every modifier a selection key may carry."""
+
+
+def _range_predicate(value: Any) -> Predicate:
+    lo, hi = _range(value)
+    return lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and lo <= v <= hi
+
+
+def _any_of(pred: Predicate) -> Predicate:
+    """Lift a scalar predicate to fields that may hold a list (any element matches)."""
+
+    def lifted(v: Any) -> bool:
+        if v is None:
+            return False
+        if isinstance(v, list):
+            return any(pred(x) for x in v)
+        return pred(v)
+
+    return lifted
+
+
+def _resolve_vars(value: Any, variables: dict[str, list[Any]], path: tuple[Any, ...]) -> Any:
+    if isinstance(value, str) and value.startswith("$"):
+        if value[1:] not in variables:
+            raise CompileError(f"unknown variable {value} (define it in the variables file)", path)
+        return list(variables[value[1:]])
+    if isinstance(value, list):
+        out: list[Any] = []
+        for v in value:
+            resolved = _resolve_vars(v, variables, path)
+            out.extend(resolved if isinstance(v, str) and v.startswith("$") else [resolved])
+        return out
+    return value
+
+
+def compile_entry(
+    key: str, value: Any, variables: dict[str, list[Any]], path: tuple[Any, ...]
+) -> tuple[str, Matcher]:
+    """Compile one ``field|modifier: value`` entry; return the field name and its matcher."""
+    name, _, modifier = key.partition("|")
+    if name not in VOCABULARY:
+        raise CompileError(f"unknown field {name!r}", path)
+    if modifier not in MODIFIERS:
+        raise CompileError(
+            f"unknown modifier {modifier!r} (known: {', '.join(sorted(m for m in MODIFIERS if m))})",
+            path,
+        )
+    resolved = VOCABULARY[name]
+    get = resolved.get
+    value = _resolve_vars(value, variables, path)
+    try:
+        if modifier == "exists":
+            want = bool(value)
+            return name, lambda ctx: (get(ctx) is not None) == want
+        if modifier == "range":
+            pred = _any_of(_range_predicate(value))
+        elif modifier == "not":
+            inner = _any_of(_eq_predicate(_as_list(value), resolved.spec.type))
+            return name, lambda ctx: not inner(get(ctx))
+        else:
+            values = _as_list(value)
+            if not values:
+                raise CompileError("empty list of values")
+            pred = _any_of(_MODIFIERS[modifier](values, resolved.spec.type))
+    except CompileError as exc:
+        raise CompileError(str(exc), path) from None
+    return name, lambda ctx: pred(get(ctx))
+
+
+def compile_selection(
+    sel: Any, variables: dict[str, list[Any]], path: tuple[Any, ...]
+) -> tuple[Matcher, list[str], dict[str, Any]]:
+    """Compile a selection (a map, or a list of maps); return matcher, fields used, literal map."""
+    if isinstance(sel, list):
+        if not sel or not all(isinstance(m, dict) for m in sel):
+            raise CompileError("a selection list must hold one or more maps", path)
+        parts = [compile_selection(m, variables, (*path, i)) for i, m in enumerate(sel)]
+        matchers = [p[0] for p in parts]
+        fields = [f for p in parts for f in p[1]]
+        return (lambda ctx: any(m(ctx) for m in matchers)), fields, {}
+    if not isinstance(sel, dict) or not sel:
+        raise CompileError("a selection must be a map of field: value", path)
+    entries = [compile_entry(str(k), v, variables, (*path, k)) for k, v in sel.items()]
+    matchers = [m for _, m in entries]
+    fields = [f for f, _ in entries]
+    if len(matchers) == 1:
+        return matchers[0], fields, sel
+    return (lambda ctx: all(m(ctx) for m in matchers)), fields, sel
+
+
+def compile_condition(node: Node, selections: dict[str, Matcher]) -> Matcher:
+    """Turn a condition tree into one matcher."""
+    kind = node[0]
+    if kind == "sel":
+        return selections[node[1]]  # type: ignore[index]
+    if kind == "not":
+        inner = compile_condition(node[1], selections)  # type: ignore[arg-type]
+        return lambda ctx: not inner(ctx)
+    parts = [compile_condition(n, selections) for n in node[1]]  # type: ignore[union-attr]
+    if kind == "and":
+        return lambda ctx: all(p(ctx) for p in parts)
+    return lambda ctx: any(p(ctx) for p in parts)
+
+
+def index_values(node: Node, literal: dict[str, dict[str, Any]], field_name: str) -> frozenset[Any] | None:
+    """Values of ``field_name`` the record must equal for the condition to hold, if known.
+
+    Only plain equality entries in selections that the condition requires (the selection
+    itself, or a member of a top-level ``and``) are used; anything else gives None.
+    """
+    required = [node] if node[0] == "sel" else list(node[1]) if node[0] == "and" else []
+    for member in required:
+        if isinstance(member, tuple) and member[0] == "sel":
+            sel = literal.get(member[1])  # type: ignore[arg-type]
+            if sel and field_name in sel:
+                vals = _as_list(sel[field_name])
+                if all(isinstance(v, (int, str)) and not str(v).startswith("$") for v in vals):
+                    return frozenset(vals)
+    return None
+
+
+# --- the rule set ---------------------------------------------------------------------------
+
+
+class RuleSet:
+    """Rules indexed for evaluation. :meth:`match` is called for every record."""
+
+    def __init__(self, rules: Iterable[Rule]) -> None:
+        self.rules: list[Rule] = sorted(rules, key=lambda r: r.sid)
+        self._by_event: dict[str, list[Rule]] = {}
+        self._event_any: list[Rule] = []
+        self._tx_index: dict[str, dict[Any, list[Rule]]] = {}
+        self._tx_rest: dict[str, list[Rule]] = {}
+        self._tx_any: list[Rule] = []  # transaction rules valid for every protocol
+        for rule in self.rules:
+            if rule.kind == "event":
+                if rule.index_values is None:
+                    self._event_any.append(rule)
+                else:
+                    for name in rule.index_values:
+                        self._by_event.setdefault(name, []).append(rule)
+            elif rule.protocol is None:
+                self._tx_any.append(rule)
+            elif rule.index_values is None:
+                self._tx_rest.setdefault(rule.protocol, []).append(rule)
+            else:
+                idx = self._tx_index.setdefault(rule.protocol, {})
+                for v in rule.index_values:
+                    idx.setdefault(v, []).append(rule)
+        self._index_get = {
+            name: (VOCABULARY[spec.index_field].spec.get if spec.index_field else None)
+            for name, spec in BY_NAME.items()
+        }
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+    def match(self, ctx: EvalContext) -> list[Rule]:
+        """Rules that fire on this record. A transaction rule fires once per transaction."""
+        rec = ctx.record
+        if isinstance(rec, DecoderEvent):
+            cands = self._by_event.get(rec.name, ())
+            hits = [r for r in cands if r.match(ctx)]
+            if self._event_any:
+                hits += [r for r in self._event_any if r.match(ctx)]
+            return hits
+        proto = rec.protocol
+        get = self._index_get.get(proto)
+        idx = self._tx_index.get(proto)
+        cands_tx: list[Rule] = []
+        if idx and get is not None:
+            cands_tx.extend(idx.get(get(rec), ()))
+        cands_tx.extend(self._tx_rest.get(proto, ()))
+        cands_tx.extend(self._tx_any)
+        if not cands_tx:
+            return []
+        alerted = rec.alerted
+        hits_tx = [r for r in cands_tx if r.sid not in alerted and r.match(ctx)]
+        for r in hits_tx:
+            alerted.add(r.sid)
+        return hits_tx

@@ -1,0 +1,310 @@
+"""Loading YAML rule files: one rule per file, Sigma-shaped.
+
+Example::
+
+    id: otids-modbus-force-listen-only
+    sid: 9101101
+    title: Modbus force listen only mode
+    severity: high
+    tags: [attack.t0814, attack.t0855]
+    detection:
+      selection:
+        modbus.function: 8
+        modbus.subfunction: 4
+      condition: selection
+
+Every problem is reported with ``file:line`` and a reason; a file with any error contributes
+no rule at all (nothing loads half-way).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from otids.rules.condition import ConditionError, parse_condition
+from otids.rules.engine import (
+    SEVERITIES,
+    CompileError,
+    Matcher,
+    Rule,
+    RuleSet,
+    compile_condition,
+    compile_selection,
+    index_values,
+)
+from otids.rules.fields import EVENT_NAMES, VOCABULARY
+from otids.decode.registry import BY_NAME
+
+REQUIRED_KEYS = ("id", "sid", "title", "severity", "detection")
+OPTIONAL_KEYS = (
+    "description",
+    "category",
+    "tags",
+    "references",
+    "falsepositives",
+    "author",
+    "date",
+    "modified",
+    "status",
+    "tests",
+)
+RULE_SUFFIXES = (".yaml", ".yml")
+
+DEFAULT_CATEGORY = {"event": "Protocol Command Decode", "transaction": "ICS Policy Violation"}
+
+
+@dataclass(frozen=True, slots=True)
+class RuleProblem:
+    """One error in a rule file."""
+
+    path: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.message}"
+
+
+class RuleLoadError(Exception):
+    """Rules could not be loaded; ``problems`` lists every error found."""
+
+    def __init__(self, problems: list[RuleProblem]) -> None:
+        super().__init__("\n".join(map(str, problems)))
+        self.problems = problems
+
+
+def default_rules_dir() -> Path:
+    """The rule set embedded in the package (a copy of the repository's ``rules/``)."""
+    return Path(str(resources.files("otids") / "default_rules"))
+
+
+def rule_files(path: str | os.PathLike[str]) -> list[Path]:
+    """The rule files at ``path`` (a file, or a directory searched recursively), sorted."""
+    p = Path(path)
+    if p.is_dir():
+        return sorted(f for f in p.rglob("*") if f.suffix in RULE_SUFFIXES and f.is_file())
+    return [p]
+
+
+def _line_of(node: yaml.Node | None, path: tuple[Any, ...]) -> int:
+    """1-based line of the YAML node at ``path`` (keys and list indexes), or its nearest parent."""
+    if node is None:
+        return 1
+    line = node.start_mark.line + 1
+    for step in path:
+        child: yaml.Node | None = None
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if getattr(k, "value", None) == str(step):
+                    line = k.start_mark.line + 1
+                    child = v
+                    break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value):
+            child = node.value[step]
+            line = child.start_mark.line + 1
+        if child is None:
+            break
+        node = child
+    return line
+
+
+def _suggest(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def parse_rule(
+    text: str, source: str, variables: dict[str, list[Any]] | None = None
+) -> tuple[Rule | None, list[RuleProblem]]:
+    """Parse and compile one rule file's text. Returns the rule, or None and its problems."""
+    variables = variables or {}
+    problems: list[RuleProblem] = []
+
+    def problem(path: tuple[Any, ...], message: str) -> None:
+        problems.append(RuleProblem(source, _line_of(root, path), message))
+
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        return None, [RuleProblem(source, line, f"not valid YAML: {reason}")]
+    if not isinstance(data, dict):
+        root = None
+        return None, [RuleProblem(source, 1, "a rule file must hold one mapping (one rule)")]
+
+    for key in REQUIRED_KEYS:
+        if key not in data:
+            problem((), f"missing required key {key!r}")
+    for key in data:
+        if key not in REQUIRED_KEYS and key not in OPTIONAL_KEYS:
+            problem((key,), f"unknown key {key!r}" + _suggest(str(key), REQUIRED_KEYS + OPTIONAL_KEYS))
+    sid = data.get("sid")
+    if "sid" in data and (not isinstance(sid, int) or isinstance(sid, bool) or sid <= 0):
+        problem(("sid",), f"sid must be a positive integer, got {sid!r}")
+    if "id" in data and not isinstance(data["id"], str):
+        problem(("id",), "id must be text")
+    if "title" in data and not isinstance(data["title"], str):
+        problem(("title",), "title must be text")
+    severity = data.get("severity")
+    if "severity" in data and severity not in SEVERITIES:
+        problem(("severity",), f"severity must be one of {', '.join(SEVERITIES)}, got {severity!r}")
+    for key in ("tags", "references", "falsepositives"):
+        if key in data and not (
+            isinstance(data[key], list) and all(isinstance(x, str) for x in data[key])
+        ):
+            problem((key,), f"{key} must be a list of text")
+
+    matcher, kind, protocol, idx = _compile_detection(data.get("detection"), variables, problem)
+    if problems or matcher is None:
+        return None, problems
+    return (
+        Rule(
+            id=data["id"],
+            sid=sid,  # type: ignore[arg-type]
+            title=data["title"],
+            severity=severity,  # type: ignore[arg-type]
+            kind=kind,
+            protocol=protocol,
+            match=matcher,
+            description=str(data.get("description", "")).strip(),
+            category=data.get("category") or DEFAULT_CATEGORY[kind],
+            tags=list(data.get("tags", [])),
+            references=list(data.get("references", [])),
+            falsepositives=list(data.get("falsepositives", [])),
+            source=source,
+            index_values=idx,
+            raw=data,
+        ),
+        [],
+    )
+
+
+def _compile_detection(
+    detection: Any, variables: dict[str, list[Any]], problem: Any
+) -> tuple[Matcher | None, str, str | None, frozenset[Any] | None]:
+    if detection is None:
+        return None, "", None, None
+    if not isinstance(detection, dict):
+        problem(("detection",), "detection must be a map of selections and a condition")
+        return None, "", None, None
+    selections: dict[str, Matcher] = {}
+    literals: dict[str, dict[str, Any]] = {}
+    used: list[str] = []
+    for name, sel in detection.items():
+        if name == "condition":
+            continue
+        try:
+            matcher, fields, literal = compile_selection(sel, variables, ("detection", name))
+        except CompileError as exc:
+            problem(exc.path or ("detection", name), str(exc) + _field_hint(str(exc)))
+            continue
+        selections[str(name)] = matcher
+        literals[str(name)] = literal
+        used.extend(fields)
+        _check_event_names(sel, ("detection", name), problem)
+    if not selections and len(detection) <= 1:
+        problem(("detection",), "detection has no selection")
+        return None, "", None, None
+    condition = detection.get("condition")
+    if condition is None:
+        condition = " and ".join(selections)
+    if not isinstance(condition, str):
+        problem(("detection", "condition"), "condition must be text")
+        return None, "", None, None
+    try:
+        tree = parse_condition(condition, list(selections))
+    except ConditionError as exc:
+        problem(("detection", "condition"), str(exc))
+        return None, "", None, None
+    if len(selections) != len(detection) - ("condition" in detection):
+        return None, "", None, None  # a selection failed to compile: already reported
+
+    protocols = {VOCABULARY[f].protocol for f in used} - {None}
+    kind = "event" if "event" in used else "transaction"
+    if len(protocols) > 1:
+        problem(("detection",), f"a rule can test one protocol, this one tests {sorted(protocols)}")
+        return None, "", None, None
+    protocol = next(iter(protocols), None)
+    if kind == "event":
+        idx = index_values(tree, literals, "event")
+    elif protocol is not None and BY_NAME[protocol].index_field:
+        idx = index_values(tree, literals, BY_NAME[protocol].index_field)
+    else:
+        idx = None
+    return compile_condition(tree, selections), kind, protocol, idx
+
+
+def _field_hint(message: str) -> str:
+    if message.startswith("unknown field "):
+        return _suggest(message.split("'")[1], VOCABULARY)
+    return ""
+
+
+def _check_event_names(sel: Any, path: tuple[Any, ...], problem: Any) -> None:
+    maps = sel if isinstance(sel, list) else [sel]
+    for m in maps:
+        if not isinstance(m, dict):
+            continue
+        for key, value in m.items():
+            if str(key).partition("|")[0] != "event":
+                continue
+            for v in value if isinstance(value, list) else [value]:
+                if isinstance(v, str) and v not in EVENT_NAMES and "|" not in str(key):
+                    problem((*path, key), f"unknown event {v!r}" + _suggest(v, EVENT_NAMES))
+
+
+def load_rules(
+    paths: Iterable[str | os.PathLike[str]],
+    variables: dict[str, list[Any]] | None = None,
+) -> RuleSet:
+    """Load every rule file under ``paths``; raise :class:`RuleLoadError` listing all problems.
+
+    A later rule with the same ``id`` as an earlier one replaces it, so a site can override a
+    default rule by copying it to its own directory.
+    """
+    by_id: dict[str, Rule] = {}
+    problems: list[RuleProblem] = []
+    for base in paths:
+        files = rule_files(base)
+        if not Path(base).exists():
+            problems.append(RuleProblem(str(base), 0, "no such file or directory"))
+            continue
+        for f in files:
+            try:
+                text = f.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                problems.append(RuleProblem(str(f), 0, f"cannot read: {exc}"))
+                continue
+            rule, errs = parse_rule(text, str(f), variables)
+            problems.extend(errs)
+            if rule is not None:
+                by_id[rule.id] = rule
+    seen: dict[int, Rule] = {}
+    for rule in by_id.values():
+        other = seen.get(rule.sid)
+        if other is not None:
+            problems.append(
+                RuleProblem(rule.source, _sid_line(rule), f"sid {rule.sid} is also used by {other.source}")
+            )
+        seen[rule.sid] = rule
+    if problems:
+        raise RuleLoadError(problems)
+    return RuleSet(by_id.values())
+
+
+def _sid_line(rule: Rule) -> int:
+    try:
+        return _line_of(yaml.compose(Path(rule.source).read_text(encoding="utf-8")), ("sid",))
+    except (OSError, yaml.YAMLError):
+        return 0
