@@ -26,7 +26,7 @@ from otids.alerts.sinks import Sink
 from otids.capture.flow import Flow, FlowTable
 from otids.capture.link import PacketDecoder
 from otids.capture.packet import PROTO_TCP, PROTO_UDP
-from otids.capture.tcp import Gap, StreamAnomaly
+from otids.capture.tcp import Gap, StreamAnomaly, StreamItem
 from otids.decode.base import (
     AppParser,
     DecoderEvent,
@@ -127,7 +127,7 @@ class Pipeline:
                 if pkt.proto == PROTO_TCP:
                     items = flow.tcp_packet(d, pkt)
                     if items:
-                        self._stream(flow, _DIRS[d], items, ts)
+                        self._stream(flow, items, ts)
                 elif pkt.payload:
                     self._data(flow, _DIRS[d], pkt.payload, ts)
         finally:
@@ -141,8 +141,9 @@ class Pipeline:
         for flow in self.flows.evicted():
             self._close_flow(flow, now)
 
-    def _stream(self, flow: Flow, direction: Direction, items: list[Any], ts: float) -> None:
-        for item in items:
+    def _stream(self, flow: Flow, items: list[tuple[int, StreamItem]], ts: float) -> None:
+        for d, item in items:
+            direction = _DIRS[d]
             if type(item) is bytes:
                 if item:
                     self._data(flow, direction, item, ts)
@@ -256,7 +257,7 @@ class Pipeline:
                 for d in _DIRS:
                     items = flow.streams[d].flush()
                     if items:
-                        self._stream(flow, d, items, ts)
+                        self._stream(flow, [(d, item) for item in items], ts)
             self._records(flow, flow.app.close(ts), ts)  # type: ignore[union-attr]
         elif flow.app_state == UNKNOWN and isinstance(flow.app, _Probing):
             # The flow ended before the probes could decide: judge what was seen.

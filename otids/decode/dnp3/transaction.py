@@ -1,0 +1,244 @@
+"""DNP3 application messages, the transactions pairing them, and their JSON (EVE) form.
+
+The application header (IEEE 1815-2012, 4.2.2)::
+
+    request:   | APPLICATION CONTROL | FUNCTION CODE | objects ...
+    response:  | APPLICATION CONTROL | FUNCTION CODE | IIN1 | IIN2 | objects ...
+
+    APPLICATION CONTROL:   7     6     5     4     3..0
+                         | FIR | FIN | CON | UNS | SEQUENCE |
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from otids.decode.base import Direction, Transaction
+from otids.decode.dnp3.functions import FunctionCode, function_name
+from otids.decode.dnp3.iin import iin_names
+from otids.decode.dnp3.link import DIR_BIT, FCB_BIT, FCV_BIT, FUNCTION_MASK, PRM_BIT
+from otids.decode.dnp3.objects import Dnp3Object
+
+APP_FIR = 0x80
+APP_FIN = 0x40
+APP_CON = 0x20
+APP_UNS = 0x10
+APP_SEQ = 0x0F
+
+
+class Dnp3Message:
+    """One application fragment, with the link header of the frame that started it."""
+
+    __slots__ = (
+        "app_control",
+        "complete",
+        "data",
+        "dst",
+        "function",
+        "iin",
+        "link_control",
+        "objects",
+        "points",
+        "src",
+        "ts",
+    )
+
+    def __init__(
+        self,
+        ts: float,
+        link_control: int,
+        src: int,
+        dst: int,
+        data: bytes,
+        iin: int | None,
+        objects: list[Dnp3Object],
+        complete: bool,
+        points: int,
+    ) -> None:
+        self.ts = ts
+        self.link_control = link_control
+        self.src = src
+        self.dst = dst
+        self.data = data  # the fragment: application header and objects, CRCs removed
+        self.app_control = data[0]
+        self.function = data[1]
+        self.iin = iin  # 16-bit, IIN1 high; None for requests
+        self.objects = objects
+        self.complete = complete
+        self.points = points  # points the object headers declare
+
+    @property
+    def fir(self) -> bool:
+        """First fragment of a message."""
+        return bool(self.app_control & APP_FIR)
+
+    @property
+    def fin(self) -> bool:
+        """Final fragment of a message."""
+        return bool(self.app_control & APP_FIN)
+
+    @property
+    def con(self) -> bool:
+        """The sender asks for an application confirm."""
+        return bool(self.app_control & APP_CON)
+
+    @property
+    def uns(self) -> bool:
+        """Unsolicited response (or the confirm of one)."""
+        return bool(self.app_control & APP_UNS)
+
+    @property
+    def seq(self) -> int:
+        """Application sequence number, 0-15."""
+        return self.app_control & APP_SEQ
+
+    @property
+    def is_response(self) -> bool:
+        """True for messages with the response header (they carry the IIN)."""
+        return self.iin is not None
+
+    @property
+    def kind(self) -> str:
+        """``request``, ``response`` or ``unsolicited_response``: Suricata's EVE ``type``."""
+        if self.iin is None:
+            return "request"
+        if self.function == FunctionCode.UNSOLICITED_RESPONSE:
+            return "unsolicited_response"
+        return "response"
+
+    def eve(self) -> dict[str, Any]:
+        """This fragment as one record of Suricata's EVE ``dnp3`` log."""
+        lc = self.link_control
+        app: dict[str, Any] = {
+            "control": {
+                "fir": self.fir,
+                "fin": self.fin,
+                "con": self.con,
+                "uns": self.uns,
+                "sequence": self.seq,
+            },
+            "function_code": self.function,
+        }
+        if self.objects:
+            app["objects"] = [obj.eve() for obj in self.objects]
+        app["complete"] = self.complete
+        out: dict[str, Any] = {
+            "type": self.kind,
+            "control": {
+                "dir": bool(lc & DIR_BIT),
+                "pri": bool(lc & PRM_BIT),
+                "fcb": bool(lc & FCB_BIT),
+                "fcv": bool(lc & FCV_BIT),
+                "function_code": lc & FUNCTION_MASK,
+            },
+            "src": self.src,
+            "dst": self.dst,
+            "application": app,
+        }
+        if self.iin is not None:
+            out["iin"] = {"indicators": iin_names(self.iin)}
+        return out
+
+
+class Dnp3Transaction(Transaction):
+    """A request and the response fragments answering it.
+
+    Pairing: a response goes to the pending request with the same application sequence
+    number whose link addresses are its own, reversed; later fragments of a multi-fragment
+    message (FIR clear) follow the previous one with the next sequence number. A response
+    with no such request, and every unsolicited response, is a transaction of its own. A
+    CONFIRM is a transaction of its own too, done at once: it answers a response rather than
+    asking for one, and Suricata logs no record for it (:meth:`eve_records` is empty).
+    """
+
+    protocol: ClassVar[str] = "dnp3"
+
+    __slots__ = ("broadcast", "requests", "responses", "unanswered", "unsolicited")
+
+    def __init__(self, tx_id: int, ts: float, direction: Direction) -> None:
+        super().__init__(tx_id, ts, direction)
+        self.requests: list[Dnp3Message] = []  # request fragments, in order (usually one)
+        self.responses: list[Dnp3Message] = []  # response fragments, in order
+        self.unsolicited = False
+        self.broadcast = False  # request sent to a broadcast address (0xFFFC-0xFFFF)
+        self.unanswered = False  # given up (flow end, flood, retry) without its response
+
+    @property
+    def request(self) -> Dnp3Message | None:
+        """The first request fragment, if any."""
+        return self.requests[0] if self.requests else None
+
+    @property
+    def response(self) -> Dnp3Message | None:
+        """The first response fragment, if any."""
+        return self.responses[0] if self.responses else None
+
+    @property
+    def messages(self) -> list[Dnp3Message]:
+        """Request fragments then response fragments."""
+        return self.requests + self.responses
+
+    @property
+    def first(self) -> Dnp3Message:
+        """The message that opened the transaction (request, else first response)."""
+        return self.requests[0] if self.requests else self.responses[0]
+
+    @property
+    def func(self) -> int:
+        """Function code of the opening message (the request's, or the response's)."""
+        return self.first.function
+
+    @property
+    def func_name(self) -> str:
+        """snake_case name of :attr:`func`."""
+        return function_name(self.first.function)
+
+    @property
+    def response_func(self) -> int | None:
+        """Function code of the response, None before it arrives."""
+        return self.responses[0].function if self.responses else None
+
+    @property
+    def iin(self) -> int | None:
+        """IIN of the last response fragment (16-bit, IIN1 high), None without response."""
+        return self.responses[-1].iin if self.responses else None
+
+    @property
+    def objects(self) -> list[Dnp3Object]:
+        """Objects of every request then every response fragment."""
+        return [obj for msg in self.requests + self.responses for obj in msg.objects]
+
+    def eve_records(self) -> list[dict[str, Any]]:
+        """One Suricata-shaped ``dnp3`` record per message, as Suricata's EVE log has them."""
+        if self.requests and self.requests[0].function == FunctionCode.CONFIRM:
+            return []
+        return [msg.eve() for msg in self.requests + self.responses]
+
+    def eve(self) -> dict[str, Any]:
+        """``{"request": {...}, "response": {...}}``, each present when seen.
+
+        A message in several fragments is written as its first fragment with the objects of
+        all, ``complete`` only if each was and the last had FIN, and ``fragments``.
+        """
+        out: dict[str, Any] = {}
+        if self.requests:
+            out["request"] = _merged(self.requests)
+        if self.responses:
+            out["response"] = _merged(self.responses)
+        if self.unanswered:
+            out["unanswered"] = True
+        if self.broadcast:
+            out["broadcast"] = True
+        return out
+
+
+def _merged(fragments: list[Dnp3Message]) -> dict[str, Any]:
+    record = fragments[0].eve()
+    if len(fragments) > 1:
+        app = record["application"]
+        objects = [obj.eve() for msg in fragments for obj in msg.objects]
+        if objects:
+            app["objects"] = objects
+        app["complete"] = all(msg.complete for msg in fragments) and fragments[-1].fin
+        record["fragments"] = len(fragments)
+    return record

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Regenerate every sample capture in pcaps/ (what `make pcaps` runs).
+# The real-stack captures (pymodbus + tcpdump on lo, port 502) need root or the capture
+# capabilities; the crafted ones (scapy) are the same byte for byte on every run.
+# PYTHON defaults to the python on PATH (make puts .venv/bin first).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+py="${PYTHON:-python}"
+
+"$py" scripts/pcaps/modbus_polling.py --out pcaps/modbus-polling.pcap
+"$py" scripts/pcaps/modbus_attack.py --out pcaps/modbus-attack.pcap
+"$py" scripts/pcaps/modbus_malformed.py --out pcaps/modbus-malformed.pcap
+"$py" scripts/pcaps/modbus_flood.py --out pcaps/modbus-flood.pcap
+"$py" scripts/pcaps/modbus_non_modbus_502.py --out pcaps/modbus-non-modbus-502.pcap
