@@ -38,7 +38,6 @@ from otids.decode.base import (
 )
 from otids.decode.registry import PROTOCOLS
 from otids.rules.engine import Rule, RuleSet
-from otids.rules.fields import EvalContext
 
 # Flow.app_state values.
 UNKNOWN, ACTIVE, IGNORED = 0, 1, 2
@@ -87,10 +86,10 @@ class Pipeline:
         self._tcp_owner = {p: s for s in self.protocols for p in s.tcp_ports}
         self._udp_owner = {p: s for s in self.protocols for p in s.udp_ports}
         tcp_ports, udp_ports = frozenset(self._tcp_owner), frozenset(self._udp_owner)
-        self.decoder = PacketDecoder()
         self.flows = FlowTable(
             server_port_hint=lambda proto, port: port in (tcp_ports if proto == PROTO_TCP else udp_ports)
         )
+        self.decoder = PacketDecoder(bypass_tcp=self.flows.bypass_tcp, bypass_udp=self.flows.bypass_udp)
         self.packets = 0
         self.bytes = 0
         self.files = 0
@@ -126,8 +125,17 @@ class Pipeline:
                     continue
                 if pkt.proto == PROTO_TCP:
                     items = flow.tcp_packet(d, pkt)
-                    if items:
-                        self._stream(flow, items, ts)
+                    if not items:
+                        continue
+                    # The common case, one in-order chunk for a recognised flow, inline.
+                    if len(items) == 1 and flow.app_state == ACTIVE:
+                        d, item = items[0]
+                        if type(item) is bytes:
+                            records = flow.app.feed(_DIRS[d], item, ts)  # type: ignore[union-attr]
+                            if records:
+                                self._records(flow, records, ts)
+                            continue
+                    self._stream(flow, items, ts)
                 elif pkt.payload:
                     self._data(flow, _DIRS[d], pkt.payload, ts)
         finally:
@@ -154,7 +162,9 @@ class Pipeline:
 
     def _data(self, flow: Flow, direction: Direction, data: bytes, ts: float) -> None:
         if flow.app_state == ACTIVE:
-            self._records(flow, flow.app.feed(direction, data, ts), ts)  # type: ignore[union-attr]
+            records = flow.app.feed(direction, data, ts)  # type: ignore[union-attr]
+            if records:
+                self._records(flow, records, ts)
         elif flow.app_state == UNKNOWN:
             self._classify(flow, direction, data, ts)
 
@@ -201,6 +211,7 @@ class Pipeline:
             return
         flow.app = None
         flow.app_state = IGNORED
+        self.flows.bypass(flow)
         owner = self._owner(flow)
         if owner is not None:
             detail = f"traffic on port {flow.server_port} is not {owner.name} (starts {joined[:16].hex(' ')})"
@@ -222,9 +233,8 @@ class Pipeline:
     def _records(self, flow: Flow, records: Iterable[Record], ts: float) -> None:
         rules = self.rules
         for rec in records:
-            ctx = EvalContext(rec, flow)
-            hits = rules.match(ctx)
-            if isinstance(rec, DecoderEvent):
+            hits = rules.match(rec, flow)
+            if type(rec) is DecoderEvent:
                 self.events[rec.name] += 1
             if hits:
                 app = flow.app.protocol if flow.app_state == ACTIVE else "failed"  # type: ignore[union-attr]
@@ -298,12 +308,13 @@ class Pipeline:
                     "non_ip",
                     "not_tcp_udp",
                     "malformed",
+                    "truncated",
                     "unsupported_linktype",
                     "ip_fragments",
                     "ip_reassembled",
                     "ip_frag_dropped",
+                    "bypassed",
                 )
-                if hasattr(dec, name)
             },
             "flows": {
                 "total": self.flows.created,

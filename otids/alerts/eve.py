@@ -20,9 +20,26 @@ from otids.rules.engine import Rule
 EveRecord = dict[str, Any]
 
 
+_second_cache: dict[int, str] = {}
+_SECOND_CACHE_MAX = 4096  # distinct seconds kept; a capture is read in time order
+
+
 def iso_timestamp(ts: float) -> str:
-    """``2026-11-24T18:00:00.123456+0000``, the form Suricata writes."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+0000")
+    """``2026-11-24T18:00:00.123456+0000``, the form Suricata writes.
+
+    The date and time up to the second are formatted once per second of capture time:
+    strftime costs more than the rest of building a record.
+    """
+    sec = int(ts // 1)
+    usec = int(round((ts - sec) * 1_000_000))
+    if usec >= 1_000_000:
+        sec, usec = sec + 1, usec - 1_000_000
+    head = _second_cache.get(sec)
+    if head is None:
+        if len(_second_cache) >= _SECOND_CACHE_MAX:
+            _second_cache.clear()
+        head = _second_cache[sec] = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{head}.{usec:06d}+0000"
 
 
 def _header(event_type: str, ts: float, flow: Flow, direction: Direction, app_proto: str) -> EveRecord:

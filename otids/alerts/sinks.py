@@ -6,10 +6,11 @@ One sink's failure is isolated: it is counted and reported once, the others carr
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable
 from typing import IO, Any, Protocol
+
+import orjson
 
 from otids.alerts.eve import EveRecord
 
@@ -29,25 +30,28 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+def dumps(record: EveRecord) -> bytes:
+    """One record as compact JSON bytes (bytes values as hex, sets as lists)."""
+    return orjson.dumps(record, default=_json_default, option=orjson.OPT_NON_STR_KEYS)
+
+
 class JsonLinesSink:
     """One JSON object per line (EVE-compatible) to a file, or stdout for ``-``."""
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._fh: IO[str] = (
-            sys.stdout if path == "-" else open(path, "w", encoding="utf-8")  # noqa: SIM115
+        self._fh: IO[bytes] = (
+            sys.stdout.buffer if path == "-" else open(path, "wb")  # noqa: SIM115
         )
-        self._dumps = json.JSONEncoder(separators=(",", ":"), default=_json_default).encode
 
     def handle(self, record: EveRecord) -> None:
         """Write the record as one line."""
-        self._fh.write(self._dumps(record))
-        self._fh.write("\n")
+        self._fh.write(dumps(record) + b"\n")
 
     def close(self) -> None:
         """Flush, and close the file unless it is stdout."""
         self._fh.flush()
-        if self._fh is not sys.stdout:
+        if self._fh is not sys.stdout.buffer:
             self._fh.close()
 
 

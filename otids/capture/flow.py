@@ -42,6 +42,10 @@ EXPIRE_INTERVAL = 10.0
 # When full, evict max_flows // EVICT_DIVISOR flows at once (the least recently seen), so
 # the cost of finding them (a sort of the table) is paid once per many new flows.
 EVICT_DIVISOR = 16
+# Idle timeout of a bypassed flow (one whose payload nobody wants): its packets no longer
+# refresh it, so this is how often a long-lived non-ICS flow is looked at again. Short,
+# because bypassed flows are most of the table on a busy SPAN port.
+BYPASS_TIMEOUT = 60.0
 # flow_id is masked to 51 bits: a positive integer a JSON reader holds exactly as a double.
 FLOW_ID_MASK = (1 << 51) - 1
 
@@ -50,6 +54,7 @@ _SYN_ACK = TH_SYN | TH_ACK
 # The handshake tells roles apart: SYN alone comes from the client, SYN+ACK from the server.
 _SENDER_IS_CLIENT_BY_HANDSHAKE = {TH_SYN: True, TH_SYN | TH_ACK: False}
 _PORTS = struct.Struct("!HHBd")
+_PORT_PAIR = struct.Struct("!HH")
 _last_ts = attrgetter("last_ts")
 
 FlowKey = tuple[bytes, bytes, int, int, int]  # (src, dst, sport, dport, proto)
@@ -70,6 +75,7 @@ class Flow:
         "_server_str",
         "app",
         "app_state",
+        "bypassed",
         "bytes",
         "client",
         "client_port",
@@ -116,6 +122,7 @@ class Flow:
         self._fins = 0  # bit per direction that sent FIN
         self.app: object | None = None
         self.app_state = 0
+        self.bypassed = False  # its payload is of no interest: see FlowTable.bypass
         self._client_str: str | None = None
         self._server_str: str | None = None
 
@@ -252,6 +259,9 @@ class FlowTable:
         self._count = 0
         self._next_scan = float("-inf")
         self._evicted: list[Flow] = []
+        # Raw IPv4 keys (src, dst, sport, dport as on the wire) of bypassed flows.
+        self.bypass_tcp: set[bytes] = set()
+        self.bypass_udp: set[bytes] = set()
         self.created = 0
         self.expired = 0
         self.evicted_count = 0
@@ -267,7 +277,9 @@ class FlowTable:
         the table's own (no allocation per packet).
         """
         entry = self._table.get((pkt.src, pkt.dst, pkt.sport, pkt.dport, pkt.proto))
-        if entry is None or (pkt.tcp_flags & _SYN_ACK == TH_SYN and entry[0].closed):
+        if entry is None or (
+            pkt.tcp_flags & _SYN_ACK == TH_SYN and (entry[0].closed or entry[0].bypassed)
+        ):
             entry = self._create(pkt)
         flow, direction = entry
         flow.last_ts = pkt.ts
@@ -303,9 +315,31 @@ class FlowTable:
         flows = self._flows()
         self._table.clear()
         self._count = 0
+        self.bypass_tcp.clear()
+        self.bypass_udp.clear()
         return flows
 
+    def bypass(self, flow: Flow) -> None:
+        """Stop tracking ``flow``'s payload: the consumer decided it is of no interest.
+
+        Its reassembly state is freed, it expires after :data:`BYPASS_TIMEOUT`, and, for
+        IPv4, its raw address/port bytes go into :attr:`bypass_tcp`/:attr:`bypass_udp`, which
+        :class:`~otids.capture.link.PacketDecoder` checks before decoding anything: packets
+        of bypassed flows then cost a slice and a set lookup. The keys leave the sets with the
+        flow, so a long-lived bypassed flow is looked at again once per timeout.
+        """
+        if flow.bypassed:
+            return
+        flow.bypassed = True
+        flow.streams = None
+        keys = _bypass_keys(flow)
+        if keys:
+            target = self.bypass_tcp if flow.proto == PROTO_TCP else self.bypass_udp
+            target.update(keys)
+
     def _timeout(self, flow: Flow) -> float:
+        if flow.bypassed:
+            return BYPASS_TIMEOUT
         if flow.closed:
             return self.closed_timeout
         return self.idle_timeout if flow.proto == PROTO_TCP else self.udp_timeout
@@ -317,7 +351,7 @@ class FlowTable:
     def _create(self, pkt: Packet) -> tuple[Flow, int]:
         key = (pkt.src, pkt.dst, pkt.sport, pkt.dport, pkt.proto)
         old = self._table.get(key)
-        if old is not None:  # a closed TCP flow whose 5-tuple a new SYN reuses
+        if old is not None:  # a closed or bypassed TCP flow whose 5-tuple a new SYN reuses
             self._remove(old[0])
             self._evicted.append(old[0])
             self.reused += 1
@@ -363,3 +397,15 @@ class FlowTable:
         self._table.pop(flow.key, None)
         self._table.pop((server, client, server_port, client_port, proto), None)
         self._count -= 1
+        if flow.bypassed:
+            target = self.bypass_tcp if proto == PROTO_TCP else self.bypass_udp
+            target.difference_update(_bypass_keys(flow))
+
+
+def _bypass_keys(flow: Flow) -> tuple[bytes, bytes] | None:
+    """Both orientations of an IPv4 flow as raw header bytes: src, dst, sport, dport."""
+    if flow.ip_version != 4:
+        return None
+    c = flow.client + flow.server + _PORT_PAIR.pack(flow.client_port, flow.server_port)
+    s = flow.server + flow.client + _PORT_PAIR.pack(flow.server_port, flow.client_port)
+    return c, s

@@ -33,7 +33,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from otids.decode.base import DecoderEvent
+from otids.capture.flow import Flow
+from otids.decode.base import DecoderEvent, Transaction
 from otids.decode.registry import BY_NAME
 from otids.rules.condition import Node
 from otids.rules.fields import VOCABULARY, EvalContext
@@ -348,27 +349,33 @@ class RuleSet:
     def __len__(self) -> int:
         return len(self.rules)
 
-    def match(self, ctx: EvalContext) -> list[Rule]:
-        """Rules that fire on this record. A transaction rule fires once per transaction."""
-        rec = ctx.record
-        if isinstance(rec, DecoderEvent):
-            cands = self._by_event.get(rec.name, ())
-            hits = [r for r in cands if r.match(ctx)]
-            if self._event_any:
-                hits += [r for r in self._event_any if r.match(ctx)]
-            return hits
-        proto = rec.protocol
-        get = self._index_get.get(proto)
+    def match(self, record: Transaction | DecoderEvent, flow: Flow) -> list[Rule]:
+        """Rules that fire on ``record`` seen in ``flow``.
+
+        A transaction rule fires once per transaction, at the first update on which its
+        condition holds. The evaluation context is only built when a rule is a candidate:
+        most transactions (reads and writes of process data) have none.
+        """
+        if isinstance(record, DecoderEvent):
+            cands: list[Rule] = [*self._by_event.get(record.name, ()), *self._event_any]
+            if not cands:
+                return []
+            ctx = EvalContext(record, flow)
+            return [r for r in cands if r.match(ctx)]
+        proto = record.protocol
+        cands = []
         idx = self._tx_index.get(proto)
-        cands_tx: list[Rule] = []
-        if idx and get is not None:
-            cands_tx.extend(idx.get(get(rec), ()))
-        cands_tx.extend(self._tx_rest.get(proto, ()))
-        cands_tx.extend(self._tx_any)
-        if not cands_tx:
+        if idx:
+            get = self._index_get.get(proto)
+            if get is not None:
+                cands.extend(idx.get(get(record), ()))
+        cands.extend(self._tx_rest.get(proto, ()))
+        cands.extend(self._tx_any)
+        if not cands:
             return []
-        alerted = rec.alerted
-        hits_tx = [r for r in cands_tx if r.sid not in alerted and r.match(ctx)]
-        for r in hits_tx:
+        ctx = EvalContext(record, flow)
+        alerted = record.alerted
+        hits = [r for r in cands if r.sid not in alerted and r.match(ctx)]
+        for r in hits:
             alerted.add(r.sid)
-        return hits_tx
+        return hits

@@ -24,6 +24,7 @@ SPEC = ProtocolSpec(
     port_mismatch_event=ModbusEvent.NON_MODBUS_TRAFFIC,
     fields=FIELDS,
     events=EVENTS,
+    index_field="modbus.function",
 )
 
 __all__ = [
