@@ -8,23 +8,21 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 import yaml
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
-
 from otids import __version__
-from otids.alerts.console import ConsoleSink
+from otids.alerts.eve import stats_record
 from otids.alerts.sinks import JsonLinesSink, SinkSet
 from otids.capture.readers import CaptureError, CaptureReader, open_capture
 from otids.pipeline import Pipeline
 from otids.rules.engine import RuleSet
 from otids.rules.loader import RuleLoadError, default_rules_dir, load_rules
+from otids.workers import LineWriter, auto_workers, merge_stats, run_workers
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -91,6 +89,8 @@ def main() -> None:
 @click.option("--transactions", is_flag=True,
               help="Also log every decoded transaction to the JSON output.")
 @click.option("-q", "--quiet", is_flag=True, help="No alert lines or summary on the console.")
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default="0 = auto",
+              help="Processes sharing the flows (0: one per CPU for large captures).")
 def read(
     captures: tuple[str, ...],
     rule_dirs: tuple[str, ...],
@@ -99,47 +99,107 @@ def read(
     json_out: str | None,
     transactions: bool,
     quiet: bool,
+    workers: int,
 ) -> None:
     """Analyse pcap/pcapng capture files (gzip accepted), in the order given."""
     variables = load_variables(vars_file)
     ruleset = build_ruleset(rule_dirs, not no_default_rules, variables)
     if transactions and json_out is None:
         _warn("--transactions has no effect without --json")
-    # JSON on stdout: the console's output moves to stderr so the two never mix.
-    console = Console(stderr=json_out == "-", highlight=False)
-    sinks: list[Any] = []
-    if not quiet:
-        sinks.append(ConsoleSink(console))
-    if json_out is not None:
+    code = EXIT_OK
+    good: list[str] = []
+    for path in captures:  # unreadable captures are reported once, before any work
         try:
-            sinks.append(JsonLinesSink(json_out))
+            open_capture(path).close()
+            good.append(path)
+        except CaptureError as exc:
+            _warn(str(exc))
+            code = EXIT_BAD_INPUT
+    if json_out not in (None, "-"):
+        try:
+            JsonLinesSink(json_out).close()  # create or truncate; every writer appends
         except OSError as exc:
             _fail(f"cannot write {json_out}: {exc.strerror or exc}")
+    size = sum(os.path.getsize(p) for p in good)
+    count = workers or auto_workers(size)
+    started = time.monotonic()
+
+    def analysis(shard: tuple[int, int], report: bool) -> tuple[dict[str, Any], int]:
+        return _analyse(good, ruleset, json_out, transactions, quiet, shard, report)
+
+    if count <= 1:
+        stats, worker_code = analysis((0, 1), True)
+    else:
+        parts, worker_code = run_workers(count, analysis)
+        if not parts:
+            _fail("every worker failed", EXIT_INTERNAL)
+        stats = merge_stats(parts, time.monotonic() - started)
+    # The final statistics: console summary and the JSON log's last record.
+    final: list[Any] = []
+    if not quiet:
+        from rich.console import Console
+
+        from otids.alerts.console import ConsoleSink
+
+        final.append(ConsoleSink(Console(stderr=json_out == "-", highlight=False)))
+    if json_out is not None:
+        final.append(JsonLinesSink(json_out, append=True))
+    sinks = SinkSet(final)
+    sinks.handle(stats_record(stats["last_ts"] or time.time(), stats))
+    sinks.close()
+    sys.exit(max(code, worker_code))
+
+
+def _analyse(
+    captures: list[str],
+    ruleset: RuleSet,
+    json_out: str | None,
+    transactions: bool,
+    quiet: bool,
+    shard: tuple[int, int],
+    report: bool,
+) -> tuple[dict[str, Any], int]:
+    """Run the pipeline over ``captures`` for one shard of the flows; return its statistics
+    and exit code. ``report``: this process reports capture warnings (one worker does)."""
+    sinks: list[Any] = []
+    if not quiet:
+        from rich.console import Console
+
+        from otids.alerts.console import ConsoleSink
+
+        # JSON on stdout: the console's output moves to stderr so the two never mix.
+        fd = 2 if json_out == "-" else 1
+        sinks.append(ConsoleSink(Console(file=LineWriter(fd), highlight=False)))  # type: ignore[arg-type]
+    if json_out is not None:
+        sinks.append(JsonLinesSink(json_out, append=True))
     sink = SinkSet(sinks)
-    pipeline = Pipeline(ruleset, sink, log_transactions=transactions)
+    pipeline = Pipeline(ruleset, sink, log_transactions=transactions, shard=shard)
     code = EXIT_OK
     try:
         for path in captures:
             try:
                 reader = open_capture(path)
-            except CaptureError as exc:
-                _warn(str(exc))
+            except CaptureError as exc:  # vanished since it was checked
+                if report:
+                    _warn(str(exc))
                 code = EXIT_BAD_INPUT
                 continue
             with reader:
                 pipeline.files += 1
-                pipeline.run(_with_progress(reader, path, quiet))
+                pipeline.run(_with_progress(reader, path, quiet or not report))
                 if reader.warning:
                     msg = f"{path}: {reader.warning}; {reader.records} records before it were analysed"
-                    _warn(msg)
+                    if report:
+                        _warn(msg)
                     pipeline.capture_warnings.append(msg)
     except KeyboardInterrupt:
-        _warn("interrupted; flushing what was seen")
+        if report:
+            _warn("interrupted; flushing what was seen")
         code = EXIT_INTERRUPTED
     finally:
-        pipeline.finish()
+        stats = pipeline.finish(emit_stats=False)
         sink.close()
-    sys.exit(code)
+    return stats, code
 
 
 def _with_progress(reader: CaptureReader, path: str, quiet: bool) -> Iterator[tuple[float, int, bytes, int]]:
@@ -151,6 +211,9 @@ def _with_progress(reader: CaptureReader, path: str, quiet: bool) -> Iterator[tu
     if quiet or not sys.stderr.isatty() or size < PROGRESS_MIN_BYTES:
         yield from reader
         return
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -179,6 +242,9 @@ def rules() -> None:
 @click.option("--vars", "vars_file", type=click.Path(exists=True, dir_okay=False))
 def rules_list(rule_dirs: tuple[str, ...], no_default_rules: bool, vars_file: str | None) -> None:
     """Show the loaded rules: id, sid, severity, ATT&CK techniques, title."""
+    from rich.console import Console
+    from rich.table import Table
+
     ruleset = build_ruleset(rule_dirs, not no_default_rules, load_variables(vars_file))
     table = Table(title=f"{len(ruleset)} rules", title_justify="left")
     for col in ("sid", "id", "severity", "ATT&CK", "title"):

@@ -78,6 +78,7 @@ class Pipeline:
         sink: Sink,
         log_transactions: bool = False,
         protocols: Iterable[ProtocolSpec] = PROTOCOLS,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         self.rules = rules
         self.sink = sink
@@ -89,7 +90,9 @@ class Pipeline:
         self.flows = FlowTable(
             server_port_hint=lambda proto, port: port in (tcp_ports if proto == PROTO_TCP else udp_ports)
         )
-        self.decoder = PacketDecoder(bypass_tcp=self.flows.bypass_tcp, bypass_udp=self.flows.bypass_udp)
+        self.decoder = PacketDecoder(
+            bypass_tcp=self.flows.bypass_tcp, bypass_udp=self.flows.bypass_udp, shard=shard
+        )
         self.packets = 0
         self.bytes = 0
         self.files = 0
@@ -279,12 +282,14 @@ class Pipeline:
         flow.app = None
         flow.app_state = IGNORED
 
-    def finish(self) -> dict[str, Any]:
-        """Close every flow, emit the final ``stats`` record and return the statistics."""
+    def finish(self, emit_stats: bool = True) -> dict[str, Any]:
+        """Close every flow, emit the final ``stats`` record (unless a parent process merges
+        the statistics of several workers) and return the statistics."""
         for flow in self.flows.drain():
             self._close_flow(flow, self.last_ts)
         stats = self.stats(final=True)
-        self.sink.handle(stats_record(self.last_ts or time.time(), stats))
+        if emit_stats:
+            self.sink.handle(stats_record(self.last_ts or time.time(), stats))
         return stats
 
     def stats(self, final: bool = False) -> dict[str, Any]:
@@ -294,6 +299,7 @@ class Pipeline:
         return {
             "final": final,
             "elapsed_s": round(elapsed, 3),
+            "last_ts": self.last_ts,
             "packets_per_s": round(self.packets / elapsed, 1),
             "capture": {
                 "files": self.files,
@@ -314,6 +320,7 @@ class Pipeline:
                     "ip_reassembled",
                     "ip_frag_dropped",
                     "bypassed",
+                    "other_shard",
                 )
             },
             "flows": {

@@ -6,9 +6,11 @@ One sink's failure is isolated: it is counted and reported once, the others carr
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
 from collections.abc import Callable
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
 import orjson
 
@@ -36,23 +38,55 @@ def dumps(record: EveRecord) -> bytes:
 
 
 class JsonLinesSink:
-    """One JSON object per line (EVE-compatible) to a file, or stdout for ``-``."""
+    """One JSON object per line (EVE-compatible) to a file, or stdout for ``-``.
 
-    def __init__(self, path: str) -> None:
+    Lines are buffered and written whole, with one ``write`` per batch ending on a line
+    boundary, so that several worker processes can append to the same file or pipe without
+    tearing each other's lines: batches stay within the pipe's atomic write size on a pipe
+    or terminal, larger on a regular file (appends there are positioned atomically).
+    """
+
+    FILE_BATCH = 64 * 1024
+    PIPE_BATCH = 4096  # PIPE_BUF on Linux: the largest write a pipe keeps in one piece
+
+    def __init__(self, path: str, append: bool = False) -> None:
         self.path = path
-        self._fh: IO[bytes] = (
-            sys.stdout.buffer if path == "-" else open(path, "wb")  # noqa: SIM115
-        )
+        if path == "-":
+            sys.stdout.flush()
+            self._fd = sys.stdout.fileno()
+            self._own = False
+        else:
+            flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+            self._fd = os.open(path, flags, 0o644)
+            self._own = True
+        self._batch = self.FILE_BATCH if stat.S_ISREG(os.fstat(self._fd).st_mode) else self.PIPE_BATCH
+        self._lines: list[bytes] = []
+        self._size = 0
 
     def handle(self, record: EveRecord) -> None:
         """Write the record as one line."""
-        self._fh.write(dumps(record) + b"\n")
+        line = dumps(record) + b"\n"
+        if self._size + len(line) > self._batch:
+            self.flush()
+        self._lines.append(line)
+        self._size += len(line)
+
+    def flush(self) -> None:
+        """Write the buffered lines."""
+        if not self._lines:
+            return
+        data = memoryview(b"".join(self._lines))
+        self._lines = []
+        self._size = 0
+        while data:
+            data = data[os.write(self._fd, data) :]
 
     def close(self) -> None:
         """Flush, and close the file unless it is stdout."""
-        self._fh.flush()
-        if self._fh is not sys.stdout.buffer:
-            self._fh.close()
+        self.flush()
+        if self._own:
+            os.close(self._fd)
+            self._own = False
 
 
 class SinkSet:

@@ -174,6 +174,22 @@ _ETH_IPV4_PLAIN = b"\x08\x00\x45"  # EtherType IPv4, version 4 with a 20-byte he
 # From offset 14 of such a frame: IPv4 total length, source, destination, then TCP ports,
 # sequence, acknowledgement, data offset and flags.
 _ETH_IPV4_TCP = struct.Struct("!2xH8x4s4sHHIIBB")
+_SHARD_KEY = struct.Struct("!IIHH")  # at offset 26: source, destination, ports as integers
+
+
+def _mix(addrs: int, ports: int, count: int) -> int:
+    """Spread a flow over ``count`` shards from the XOR of its addresses and of its ports
+    (XOR makes it the same in both directions); the multiplications mix every bit in, so
+    that flows between a few similar hosts still spread evenly."""
+    h = ((addrs * 0x9E3779B1) ^ (ports * 0x85EBCA6B)) & 0xFFFFFFFF
+    return ((h ^ (h >> 16)) * 0x7FEB352D & 0xFFFFFFFF) % count
+
+
+def shard_of(pkt: Packet, count: int) -> int:
+    """The shard (0..count-1) of a packet's flow; for IPv4 the same value the decoder's fast
+    path computes from the raw header (the last 4 bytes of an IPv6 address stand in)."""
+    addrs = int.from_bytes(pkt.src[-4:], "big") ^ int.from_bytes(pkt.dst[-4:], "big")
+    return _mix(addrs, pkt.sport ^ pkt.dport, count)
 
 
 class PacketDecoder:
@@ -198,7 +214,12 @@ class PacketDecoder:
         frag_timeout: float = FRAGMENT_TIMEOUT,
         bypass_tcp: set[bytes] | None = None,
         bypass_udp: set[bytes] | None = None,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
+        # (index, count): keep only the packets of flows whose shard_of() is index, so that
+        # several processes reading one capture each see whole flows (like PACKET_FANOUT).
+        self.shard_index, self.shard_count = shard
+        self.other_shard = 0
         # Raw keys of bypassed flows, owned by the flow table (FlowTable.bypass_tcp/_udp).
         self.bypass_tcp: set[bytes] = bypass_tcp if bypass_tcp is not None else set()
         self.bypass_udp: set[bytes] = bypass_udp if bypass_udp is not None else set()
@@ -255,6 +276,11 @@ class PacketDecoder:
             and len(frame) >= 54
             and not (frame[20] & 0x3F or frame[21])
         ):
+            if self.shard_count > 1:
+                src_ip, dst_ip, sport, dport = _SHARD_KEY.unpack_from(frame, 26)
+                if _mix(src_ip ^ dst_ip, sport ^ dport, self.shard_count) != self.shard_index:
+                    self.other_shard += 1
+                    return None
             proto = frame[23]
             if proto == 6:
                 if not frame[47] & 0x02 and frame[26:38] in self.bypass_tcp:
@@ -278,7 +304,12 @@ class PacketDecoder:
         if handler is None:
             self.unsupported_linktype += 1
             return None
-        return handler(ts, frame, wirelen)
+        pkt = handler(ts, frame, wirelen)
+        if pkt is not None and self.shard_count > 1 and shard_of(pkt, self.shard_count) != self.shard_index:
+            self.other_shard += 1
+            self.ip -= 1  # counted by the shard that owns it
+            return None
+        return pkt
 
     # -- link layers ---------------------------------------------------------------------
 

@@ -128,6 +128,7 @@ VOCABULARY: dict[str, ResolvedField] = _build_vocabulary(PROTOCOLS)
 
 EVENT_NAMES: dict[str, str] = {
     **STREAM_EVENTS,
-    **{name: doc for proto in PROTOCOLS for name, doc in proto.events.items()},
+    # Dissectors may key their tables with str enums: keep the plain names.
+    **{str(getattr(name, "value", name)): doc for proto in PROTOCOLS for name, doc in proto.events.items()},
 }
 """Every event name the capture layer (``stream.*``) or a dissector can raise, described."""

@@ -6,33 +6,33 @@ from typing import Any, ClassVar
 
 from otids.decode.base import Direction, Transaction
 
-# Attributes written under "request" / "response" in eve(): (attribute, JSON key). Raw byte
+# Attributes written under "request" / "response" in eve(): attribute -> JSON key. Raw byte
 # fields are written as hex strings.
-_REQUEST_KEYS = (
-    ("request_values", "values"),
-    ("write_address", "write_address"),
-    ("write_quantity", "write_quantity"),
-    ("and_mask", "and_mask"),
-    ("or_mask", "or_mask"),
-    ("read_device_id_code", "read_device_id_code"),
-    ("object_id", "object_id"),
-    ("request_file_records", "file_records"),
-)
-_RESPONSE_KEYS = (
-    ("exception_code", "exception_code"),
-    ("exception", "exception"),
-    ("response_values", "values"),
-    ("exception_status", "exception_status"),
-    ("status", "status"),
-    ("event_count", "event_count"),
-    ("message_count", "message_count"),
-    ("comm_events", "events"),
-    ("conformity_level", "conformity_level"),
-    ("more_follows", "more_follows"),
-    ("next_object_id", "next_object_id"),
-    ("response_file_records", "file_records"),
-)
-_TOP_KEYS = ("subfunction", "subfunction_name", "mei_type", "address", "quantity")
+_REQUEST_KEYS = {
+    "request_values": "values",
+    "write_address": "write_address",
+    "write_quantity": "write_quantity",
+    "and_mask": "and_mask",
+    "or_mask": "or_mask",
+    "read_device_id_code": "read_device_id_code",
+    "object_id": "object_id",
+    "request_file_records": "file_records",
+}
+_RESPONSE_KEYS = {
+    "exception_code": "exception_code",
+    "exception": "exception",
+    "response_values": "values",
+    "exception_status": "exception_status",
+    "status": "status",
+    "event_count": "event_count",
+    "message_count": "message_count",
+    "comm_events": "events",
+    "conformity_level": "conformity_level",
+    "more_follows": "more_follows",
+    "next_object_id": "next_object_id",
+    "response_file_records": "file_records",
+}
+_TOP_KEYS = {k: k for k in ("subfunction", "subfunction_name", "mei_type", "address", "quantity")}
 
 
 class ModbusTransaction(Transaction):
@@ -178,10 +178,7 @@ class ModbusTransaction(Transaction):
             "function": self.function,
             "category": self.category,
         }
-        for key in _TOP_KEYS:
-            value = getattr(self, key)
-            if value is not None:
-                out[key] = value
+        out.update(_collect(self, _TOP_KEYS))
         if self.request_ts is not None:
             request = _collect(self, _REQUEST_KEYS)
             if self.request_data is not None:
@@ -212,11 +209,14 @@ _WRITING = frozenset({"write", "read_write"})
 _READING = frozenset({"read", "read_write"})
 
 
-def _collect(tx: ModbusTransaction, keys: tuple[tuple[str, str], ...]) -> dict[str, Any]:
-    """The present (not None) attributes among ``keys``, under their JSON names."""
+def _collect(tx: ModbusTransaction, keys: dict[str, str]) -> dict[str, Any]:
+    """The present (not None) attributes among ``keys``, under their JSON names.
+
+    Walks the instance's own attributes (the few its function set) rather than every key.
+    """
     found: dict[str, Any] = {}
-    for attribute, key in keys:
-        value = getattr(tx, attribute)
-        if value is not None:
+    for attribute, value in tx.__dict__.items():
+        key = keys.get(attribute)
+        if key is not None and value is not None:
             found[key] = value
     return found
