@@ -10,6 +10,9 @@ from rich.text import Text
 
 from otids.alerts.eve import EveRecord
 
+# Rows of the per-function table: a function-code scan would otherwise print 127 of them.
+SUMMARY_FUNCTIONS = 20
+
 SEVERITY_STYLE: dict[str, str] = {
     "critical": "bold white on red",
     "high": "bold red",
@@ -96,8 +99,19 @@ class ConsoleSink:
             table.add_column("function")
             table.add_column("transactions", justify="right")
             table.add_column("exceptions", justify="right")
-            for func, row in sorted(app["functions"].items(), key=lambda kv: _func_sort(kv[0])):
+            rows = sorted(app["functions"].items(), key=lambda kv: -kv[1]["count"])
+            shown, rest = rows[:SUMMARY_FUNCTIONS], rows[SUMMARY_FUNCTIONS:]
+            for func, row in sorted(shown, key=lambda kv: _func_sort(kv[0])):
                 table.add_row(func, f"{row['count']:,}", f"{row['errors']:,}" if row["errors"] else "")
+            if rest:
+                count = sum(r["count"] for _, r in rest)
+                errors = sum(r["errors"] for _, r in rest)
+                table.add_row(
+                    f"{len(rest)} other functions (see the JSON stats record)",
+                    f"{count:,}",
+                    f"{errors:,}" if errors else "",
+                    style="dim",
+                )
             c.print(table)
         if stats["decoder_events"]:
             table = Table(title="Decoder events", title_justify="left")

@@ -6,33 +6,36 @@ from typing import Any, ClassVar
 
 from otids.decode.base import Direction, Transaction
 
-# Attributes written under "request" / "response" in eve(): attribute -> JSON key. Raw byte
-# fields are written as hex strings.
-_REQUEST_KEYS = {
-    "request_values": "values",
-    "write_address": "write_address",
-    "write_quantity": "write_quantity",
-    "and_mask": "and_mask",
-    "or_mask": "or_mask",
-    "read_device_id_code": "read_device_id_code",
-    "object_id": "object_id",
-    "request_file_records": "file_records",
+# Where eve() writes each attribute: attribute -> (section, JSON key); section 0 is the top
+# level, 1 "request", 2 "response". Raw byte fields are written as hex strings, apart.
+_TOP, _REQUEST, _RESPONSE = 0, 1, 2
+_LABELS: dict[str, str] = {}  # function name -> "3 read_holding_registers", built once each
+_EVE_KEYS: dict[str, tuple[int, str]] = {
+    **{k: (_TOP, k) for k in (
+        "transaction_id", "unit_id", "function_code", "function", "category",
+        "subfunction", "subfunction_name", "mei_type", "address", "quantity",
+    )},
+    "request_values": (_REQUEST, "values"),
+    "write_address": (_REQUEST, "write_address"),
+    "write_quantity": (_REQUEST, "write_quantity"),
+    "and_mask": (_REQUEST, "and_mask"),
+    "or_mask": (_REQUEST, "or_mask"),
+    "read_device_id_code": (_REQUEST, "read_device_id_code"),
+    "object_id": (_REQUEST, "object_id"),
+    "request_file_records": (_REQUEST, "file_records"),
+    "exception_code": (_RESPONSE, "exception_code"),
+    "exception": (_RESPONSE, "exception"),
+    "response_values": (_RESPONSE, "values"),
+    "exception_status": (_RESPONSE, "exception_status"),
+    "status": (_RESPONSE, "status"),
+    "event_count": (_RESPONSE, "event_count"),
+    "message_count": (_RESPONSE, "message_count"),
+    "comm_events": (_RESPONSE, "events"),
+    "conformity_level": (_RESPONSE, "conformity_level"),
+    "more_follows": (_RESPONSE, "more_follows"),
+    "next_object_id": (_RESPONSE, "next_object_id"),
+    "response_file_records": (_RESPONSE, "file_records"),
 }
-_RESPONSE_KEYS = {
-    "exception_code": "exception_code",
-    "exception": "exception",
-    "response_values": "values",
-    "exception_status": "exception_status",
-    "status": "status",
-    "event_count": "event_count",
-    "message_count": "message_count",
-    "comm_events": "events",
-    "conformity_level": "conformity_level",
-    "more_follows": "more_follows",
-    "next_object_id": "next_object_id",
-    "response_file_records": "file_records",
-}
-_TOP_KEYS = {k: k for k in ("subfunction", "subfunction_name", "mei_type", "address", "quantity")}
 
 
 class ModbusTransaction(Transaction):
@@ -144,7 +147,9 @@ class ModbusTransaction(Transaction):
         """``("3 read_holding_registers", None)`` or, after an exception response,
         ``("3 read_holding_registers", "illegal_data_address")`` (``exception_<code>`` for a
         code the spec does not define)."""
-        label = f"{self.function_code} {self.function}"
+        label = _LABELS.get(self.function)
+        if label is None:
+            label = _LABELS[self.function] = f"{self.function_code} {self.function}"
         code = self.exception_code
         if code is None:
             return label, None
@@ -171,21 +176,20 @@ class ModbusTransaction(Transaction):
 
         ``request`` is absent for an unsolicited response, ``response`` when none came.
         """
-        out: dict[str, Any] = {
-            "transaction_id": self.transaction_id,
-            "unit_id": self.unit_id,
-            "function_code": self.function_code,
-            "function": self.function,
-            "category": self.category,
-        }
-        out.update(_collect(self, _TOP_KEYS))
+        out: dict[str, Any] = {}
+        request: dict[str, Any] = {}
+        response: dict[str, Any] = {}
+        sections = (out, request, response)
+        # One pass over the attributes this transaction set (defaults live on the class).
+        for attribute, value in self.__dict__.items():
+            where = _EVE_KEYS.get(attribute)
+            if where is not None and value is not None:
+                sections[where[0]][where[1]] = value
         if self.request_ts is not None:
-            request = _collect(self, _REQUEST_KEYS)
             if self.request_data is not None:
                 request["data"] = self.request_data.hex()
             out["request"] = request
         if self.response_ts is not None:
-            response = _collect(self, _RESPONSE_KEYS)
             if self.response_data is not None:
                 response["data"] = self.response_data.hex()
             if self.server_id is not None:
@@ -207,16 +211,3 @@ class ModbusTransaction(Transaction):
 
 _WRITING = frozenset({"write", "read_write"})
 _READING = frozenset({"read", "read_write"})
-
-
-def _collect(tx: ModbusTransaction, keys: dict[str, str]) -> dict[str, Any]:
-    """The present (not None) attributes among ``keys``, under their JSON names.
-
-    Walks the instance's own attributes (the few its function set) rather than every key.
-    """
-    found: dict[str, Any] = {}
-    for attribute, value in tx.__dict__.items():
-        key = keys.get(attribute)
-        if key is not None and value is not None:
-            found[key] = value
-    return found
