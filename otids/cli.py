@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 
 import click
 import yaml
+
 from otids import __version__
 from otids.alerts.eve import stats_record
 from otids.alerts.sinks import JsonLinesSink, SinkSet
@@ -59,7 +60,9 @@ def load_variables(path: str | None) -> dict[str, list[Any]]:
     return out
 
 
-def build_ruleset(rule_dirs: tuple[str, ...], default_rules: bool, variables: dict[str, list[Any]]) -> RuleSet:
+def build_ruleset(
+    rule_dirs: tuple[str, ...], default_rules: bool, variables: dict[str, list[Any]]
+) -> RuleSet:
     """Load the embedded rules (unless disabled) then each ``--rules`` path; exit 2 on errors."""
     paths: list[str | Path] = [default_rules_dir()] if default_rules else []
     paths.extend(rule_dirs)
@@ -79,18 +82,34 @@ def main() -> None:
 
 @main.command()
 @click.argument("captures", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--rules", "rule_dirs", multiple=True, type=click.Path(exists=True),
-              help="Rule file or directory, in addition to the embedded rules (repeatable).")
+@click.option(
+    "--rules",
+    "rule_dirs",
+    multiple=True,
+    type=click.Path(exists=True),
+    help="Rule file or directory, in addition to the embedded rules (repeatable).",
+)
 @click.option("--no-default-rules", is_flag=True, help="Do not load the embedded rule set.")
-@click.option("--vars", "vars_file", type=click.Path(exists=True, dir_okay=False),
-              help="Site variables file (YAML): named lists such as modbus_clients.")
-@click.option("--json", "json_out", metavar="OUT",
-              help="Write EVE-style JSON lines to OUT ('-' for stdout).")
-@click.option("--transactions", is_flag=True,
-              help="Also log every decoded transaction to the JSON output.")
+@click.option(
+    "--vars",
+    "vars_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Site variables file (YAML): named lists such as modbus_clients.",
+)
+@click.option(
+    "--json", "json_out", metavar="OUT", help="Write EVE-style JSON lines to OUT ('-' for stdout)."
+)
+@click.option(
+    "--transactions", is_flag=True, help="Also log every decoded transaction to the JSON output."
+)
 @click.option("-q", "--quiet", is_flag=True, help="No alert lines or summary on the console.")
-@click.option("--workers", type=click.IntRange(min=0), default=0, show_default="0 = auto",
-              help="Processes sharing the flows (0: one per CPU for large captures).")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default="0 = auto",
+    help="Processes sharing the flows (0: one per CPU for large captures).",
+)
 def read(
     captures: tuple[str, ...],
     rule_dirs: tuple[str, ...],
@@ -188,7 +207,8 @@ def _analyse(
                 pipeline.files += 1
                 pipeline.run(_with_progress(reader, path, quiet or not report))
                 if reader.warning:
-                    msg = f"{path}: {reader.warning}; {reader.records} records before it were analysed"
+                    done = f"{reader.records} records before it were analysed"
+                    msg = f"{path}: {reader.warning}; {done}"
                     if report:
                         _warn(msg)
                     pipeline.capture_warnings.append(msg)
@@ -202,7 +222,9 @@ def _analyse(
     return stats, code
 
 
-def _with_progress(reader: CaptureReader, path: str, quiet: bool) -> Iterator[tuple[float, int, bytes, int]]:
+def _with_progress(
+    reader: CaptureReader, path: str, quiet: bool
+) -> Iterator[tuple[float, int, bytes, int]]:
     """The reader's packets, with a progress bar on stderr for long files on a terminal."""
     try:
         size = os.path.getsize(path)
@@ -236,8 +258,13 @@ def rules() -> None:
 
 
 @rules.command("list")
-@click.option("--rules", "rule_dirs", multiple=True, type=click.Path(exists=True),
-              help="Rule file or directory, in addition to the embedded rules (repeatable).")
+@click.option(
+    "--rules",
+    "rule_dirs",
+    multiple=True,
+    type=click.Path(exists=True),
+    help="Rule file or directory, in addition to the embedded rules (repeatable).",
+)
 @click.option("--no-default-rules", is_flag=True, help="Do not list the embedded rule set.")
 @click.option("--vars", "vars_file", type=click.Path(exists=True, dir_okay=False))
 def rules_list(rule_dirs: tuple[str, ...], no_default_rules: bool, vars_file: str | None) -> None:

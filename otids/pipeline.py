@@ -88,7 +88,9 @@ class Pipeline:
         self._udp_owner = {p: s for s in self.protocols for p in s.udp_ports}
         tcp_ports, udp_ports = frozenset(self._tcp_owner), frozenset(self._udp_owner)
         self.flows = FlowTable(
-            server_port_hint=lambda proto, port: port in (tcp_ports if proto == PROTO_TCP else udp_ports)
+            server_port_hint=lambda proto, port: (
+                port in (tcp_ports if proto == PROTO_TCP else udp_ports)
+            )
         )
         self.decoder = PacketDecoder(
             bypass_tcp=self.flows.bypass_tcp, bypass_udp=self.flows.bypass_udp, shard=shard
@@ -134,7 +136,7 @@ class Pipeline:
                     if len(items) == 1 and flow.app_state == ACTIVE:
                         d, item = items[0]
                         if type(item) is bytes:
-                            records = flow.app.feed(_DIRS[d], item, ts)  # type: ignore[union-attr]
+                            records = flow.app.feed(_DIRS[d], item, ts)
                             if records:
                                 self._records(flow, records, ts)
                             continue
@@ -165,7 +167,7 @@ class Pipeline:
 
     def _data(self, flow: Flow, direction: Direction, data: bytes, ts: float) -> None:
         if flow.app_state == ACTIVE:
-            records = flow.app.feed(direction, data, ts)  # type: ignore[union-attr]
+            records = flow.app.feed(direction, data, ts)
             if records:
                 self._records(flow, records, ts)
         elif flow.app_state == UNKNOWN:
@@ -175,7 +177,7 @@ class Pipeline:
         # The dissector reports the gap as its own event (``modbus.gap``) when it resyncs;
         # before classification the probe simply sees the later bytes.
         if flow.app_state == ACTIVE:
-            self._records(flow, flow.app.gap(direction, ts), ts)  # type: ignore[union-attr]
+            self._records(flow, flow.app.gap(direction, ts), ts)
 
     # --- classification --------------------------------------------------------------------
 
@@ -217,7 +219,8 @@ class Pipeline:
         self.flows.bypass(flow)
         owner = self._owner(flow)
         if owner is not None:
-            detail = f"traffic on port {flow.server_port} is not {owner.name} (starts {joined[:16].hex(' ')})"
+            head = joined[:16].hex(" ")
+            detail = f"traffic on port {flow.server_port} is not {owner.name} (starts {head})"
             self._event(flow, DecoderEvent(owner.port_mismatch_event, direction, ts, detail))
 
     def _activate(self, flow: Flow, spec: ProtocolSpec, probing: _Probing) -> None:
@@ -240,7 +243,7 @@ class Pipeline:
             if type(rec) is DecoderEvent:
                 self.events[rec.name] += 1
             if hits:
-                app = flow.app.protocol if flow.app_state == ACTIVE else "failed"  # type: ignore[union-attr]
+                app = flow.app.protocol if flow.app_state == ACTIVE else "failed"
                 for rule in hits:
                     self.alerts[rule.sid] += 1
                     self.rules_by_sid[rule.sid] = rule
@@ -271,7 +274,7 @@ class Pipeline:
                     items = flow.streams[d].flush()
                     if items:
                         self._stream(flow, [(d, item) for item in items], ts)
-            self._records(flow, flow.app.close(ts), ts)  # type: ignore[union-attr]
+            self._records(flow, flow.app.close(ts), ts)
         elif flow.app_state == UNKNOWN and isinstance(flow.app, _Probing):
             # The flow ended before the probes could decide: judge what was seen.
             probing = flow.app
@@ -354,4 +357,3 @@ class Pipeline:
                 ],
             },
         }
-

@@ -98,8 +98,16 @@ def _add(into: dict[str, Any], more: dict[str, Any]) -> None:
 
 # Decoder counters every worker counts alike (frames no shard owns): taken once.
 _SHARED_DECODER = frozenset(
-    {"non_ip", "not_tcp_udp", "malformed", "truncated", "unsupported_linktype",
-     "ip_fragments", "ip_reassembled", "ip_frag_dropped"}
+    {
+        "non_ip",
+        "not_tcp_udp",
+        "malformed",
+        "truncated",
+        "unsupported_linktype",
+        "ip_fragments",
+        "ip_reassembled",
+        "ip_frag_dropped",
+    }
 )
 
 

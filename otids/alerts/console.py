@@ -65,9 +65,8 @@ class ConsoleSink:
         line.append(f"{level.upper():<8}", style=SEVERITY_STYLE.get(level, ""))
         line.append(f" [{alert['signature_id']}] ", style="bold")
         line.append(alert["signature"], style="bold")
-        line.append(
-            f"  {record['src_ip']}:{record['src_port']} -> {record['dest_ip']}:{record['dest_port']}"
-        )
+        src = f"{record['src_ip']}:{record['src_port']}"
+        line.append(f"  {src} -> {record['dest_ip']}:{record['dest_port']}")
         detail = _detail(record)
         if detail:
             line.append(f"  {detail}", style="dim")
@@ -102,7 +101,9 @@ class ConsoleSink:
             rows = sorted(app["functions"].items(), key=lambda kv: -kv[1]["count"])
             shown, rest = rows[:SUMMARY_FUNCTIONS], rows[SUMMARY_FUNCTIONS:]
             for func, row in sorted(shown, key=lambda kv: _func_sort(kv[0])):
-                table.add_row(func, f"{row['count']:,}", f"{row['errors']:,}" if row["errors"] else "")
+                table.add_row(
+                    func, f"{row['count']:,}", f"{row['errors']:,}" if row["errors"] else ""
+                )
             if rest:
                 count = sum(r["count"] for _, r in rest)
                 errors = sum(r["errors"] for _, r in rest)

@@ -31,7 +31,7 @@ def iso_timestamp(ts: float) -> str:
     strftime costs more than the rest of building a record.
     """
     sec = int(ts // 1)
-    usec = int(round((ts - sec) * 1_000_000))
+    usec = round((ts - sec) * 1_000_000)
     if usec >= 1_000_000:
         sec, usec = sec + 1, usec - 1_000_000
     head = _second_cache.get(sec)
@@ -42,11 +42,23 @@ def iso_timestamp(ts: float) -> str:
     return f"{head}.{usec:06d}+0000"
 
 
-def _header(event_type: str, ts: float, flow: Flow, direction: Direction, app_proto: str) -> EveRecord:
+def _header(
+    event_type: str, ts: float, flow: Flow, direction: Direction, app_proto: str
+) -> EveRecord:
     if direction == Direction.TO_CLIENT:
-        src, sport, dst, dport = flow.server_str, flow.server_port, flow.client_str, flow.client_port
+        src, sport, dst, dport = (
+            flow.server_str,
+            flow.server_port,
+            flow.client_str,
+            flow.client_port,
+        )
     else:
-        src, sport, dst, dport = flow.client_str, flow.client_port, flow.server_str, flow.server_port
+        src, sport, dst, dport = (
+            flow.client_str,
+            flow.client_port,
+            flow.server_str,
+            flow.server_port,
+        )
     return {
         "timestamp": iso_timestamp(ts),
         "flow_id": flow.flow_id,

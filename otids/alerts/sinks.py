@@ -59,7 +59,9 @@ class JsonLinesSink:
             flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
             self._fd = os.open(path, flags, 0o644)
             self._own = True
-        self._batch = self.FILE_BATCH if stat.S_ISREG(os.fstat(self._fd).st_mode) else self.PIPE_BATCH
+        self._batch = (
+            self.FILE_BATCH if stat.S_ISREG(os.fstat(self._fd).st_mode) else self.PIPE_BATCH
+        )
         self._lines: list[bytes] = []
         self._size = 0
 
@@ -102,7 +104,7 @@ class SinkSet:
         for sink in self.sinks:
             try:
                 sink.handle(record)
-            except Exception as exc:  # noqa: BLE001 - isolation is the point
+            except Exception as exc:
                 self._failed(sink, exc)
 
     def _failed(self, sink: Any, exc: Exception) -> None:
@@ -119,5 +121,5 @@ class SinkSet:
                 continue
             try:
                 close()
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 self._failed(sink, exc)

@@ -19,6 +19,7 @@ import hashlib
 import struct
 from collections.abc import Callable
 from operator import attrgetter
+from typing import Any
 
 from otids.capture.packet import PROTO_TCP, TH_ACK, TH_FIN, TH_RST, TH_SYN, Packet, addr_str
 from otids.capture.tcp import SEQ_HALF, SEQ_MASK, StreamItem, TcpReassembler
@@ -120,7 +121,7 @@ class Flow:
         self.syn_seen = False
         self.closed = False
         self._fins = 0  # bit per direction that sent FIN
-        self.app: object | None = None
+        self.app: Any = None  # opaque to this layer: the consumer decides
         self.app_state = 0
         self.bypassed = False  # its payload is of no interest: see FlowTable.bypass
         self._client_str: str | None = None
@@ -398,8 +399,10 @@ class FlowTable:
         self._table.pop((server, client, server_port, client_port, proto), None)
         self._count -= 1
         if flow.bypassed:
-            target = self.bypass_tcp if proto == PROTO_TCP else self.bypass_udp
-            target.difference_update(_bypass_keys(flow))
+            keys = _bypass_keys(flow)
+            if keys:
+                target = self.bypass_tcp if proto == PROTO_TCP else self.bypass_udp
+                target.difference_update(keys)
 
 
 def _bypass_keys(flow: Flow) -> tuple[bytes, bytes] | None:

@@ -294,8 +294,19 @@ class PacketDecoder:
                 if total >= 40 and start <= end <= len(frame) and data_offset >= 0x50:
                     self.ip += 1
                     return Packet(
-                        ts, 4, src, dst, PROTO_TCP, sport, dport, frame[start:end], wirelen,
-                        flags, seq, ack, (),
+                        ts,
+                        4,
+                        src,
+                        dst,
+                        PROTO_TCP,
+                        sport,
+                        dport,
+                        frame[start:end],
+                        wirelen,
+                        flags,
+                        seq,
+                        ack,
+                        (),
                     )
             elif proto == 17 and frame[26:38] in self.bypass_udp:
                 self.bypassed += 1
@@ -305,7 +316,11 @@ class PacketDecoder:
             self.unsupported_linktype += 1
             return None
         pkt = handler(ts, frame, wirelen)
-        if pkt is not None and self.shard_count > 1 and shard_of(pkt, self.shard_count) != self.shard_index:
+        if (
+            pkt is not None
+            and self.shard_count > 1
+            and shard_of(pkt, self.shard_count) != self.shard_index
+        ):
             self.other_shard += 1
             self.ip -= 1  # counted by the shard that owns it
             return None

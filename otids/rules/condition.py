@@ -18,7 +18,7 @@ import re
 from typing import Union
 
 # ("sel", name) | ("not", node) | ("and", [nodes]) | ("or", [nodes])
-Node = Union[tuple[str, str], tuple[str, "Node"], tuple[str, list["Node"]]]
+Node = Union[tuple[str, str], tuple[str, "Node"], tuple[str, list["Node"]]]  # noqa: UP007
 
 _TOKEN = re.compile(r"\s*(\(|\)|[A-Za-z0-9_.*-]+)")
 

@@ -108,6 +108,7 @@ def _eq_predicate(values: list[Any], ftype: str) -> Predicate:
         nets = [n for n in map(_network, values) if n is not None]
         plain = frozenset(str(v) for v in values if _network(v) is None)
         if nets:
+
             def in_any(v: Any) -> bool:
                 if v in plain:
                     return True
@@ -235,8 +236,9 @@ def compile_entry(
     if name not in VOCABULARY:
         raise CompileError(f"unknown field {name!r}", path)
     if modifier not in MODIFIERS:
+        known = ", ".join(sorted(m for m in MODIFIERS if m))
         raise CompileError(
-            f"unknown modifier {modifier!r} (known: {', '.join(sorted(m for m in MODIFIERS if m))})",
+            f"unknown modifier {modifier!r} (known: {known})",
             path,
         )
     resolved = VOCABULARY[name]
@@ -290,13 +292,15 @@ def compile_condition(node: Node, selections: dict[str, Matcher]) -> Matcher:
     if kind == "not":
         inner = compile_condition(node[1], selections)  # type: ignore[arg-type]
         return lambda ctx: not inner(ctx)
-    parts = [compile_condition(n, selections) for n in node[1]]  # type: ignore[union-attr]
+    parts = [compile_condition(n, selections) for n in node[1]]  # type: ignore[arg-type]
     if kind == "and":
         return lambda ctx: all(p(ctx) for p in parts)
     return lambda ctx: any(p(ctx) for p in parts)
 
 
-def index_values(node: Node, literal: dict[str, dict[str, Any]], field_name: str) -> frozenset[Any] | None:
+def index_values(
+    node: Node, literal: dict[str, dict[str, Any]], field_name: str
+) -> frozenset[Any] | None:
     """Values of ``field_name`` the record must equal for the condition to hold, if known.
 
     Only plain equality entries in selections that the condition requires (the selection

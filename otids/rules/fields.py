@@ -66,18 +66,32 @@ def _app_proto(ctx: EvalContext) -> str | None:
 FLOW_FIELDS: dict[str, FieldSpec] = {
     spec.name: spec
     for spec in (
-        FieldSpec("src_ip", "ip", "Sender's address (the client for a transaction)",
-                  lambda c: _src(c)[0]),
+        FieldSpec(
+            "src_ip", "ip", "Sender's address (the client for a transaction)", lambda c: _src(c)[0]
+        ),
         FieldSpec("src_port", "int", "Sender's port", lambda c: _src(c)[1]),
-        FieldSpec("dest_ip", "ip", "Receiver's address (the server for a transaction)",
-                  lambda c: _dst(c)[0]),
+        FieldSpec(
+            "dest_ip",
+            "ip",
+            "Receiver's address (the server for a transaction)",
+            lambda c: _dst(c)[0],
+        ),
         FieldSpec("dest_port", "int", "Receiver's port", lambda c: _dst(c)[1]),
-        FieldSpec("client_ip", "ip", "Address of the flow's client (master)",
-                  lambda c: c.flow.client_str),
-        FieldSpec("server_ip", "ip", "Address of the flow's server (PLC, outstation)",
-                  lambda c: c.flow.server_str),
-        FieldSpec("proto", "str", "Transport: tcp or udp",
-                  lambda c: "tcp" if c.flow.proto == PROTO_TCP else "udp"),
+        FieldSpec(
+            "client_ip", "ip", "Address of the flow's client (master)", lambda c: c.flow.client_str
+        ),
+        FieldSpec(
+            "server_ip",
+            "ip",
+            "Address of the flow's server (PLC, outstation)",
+            lambda c: c.flow.server_str,
+        ),
+        FieldSpec(
+            "proto",
+            "str",
+            "Transport: tcp or udp",
+            lambda c: "tcp" if c.flow.proto == PROTO_TCP else "udp",
+        ),
         FieldSpec("app_proto", "str", "Application protocol: modbus, dnp3", _app_proto),
         FieldSpec("direction", "str", "to_server or to_client", lambda c: c.direction.label),
     )
@@ -86,10 +100,18 @@ FLOW_FIELDS: dict[str, FieldSpec] = {
 EVENT_FIELDS: dict[str, FieldSpec] = {
     spec.name: spec
     for spec in (
-        FieldSpec("event", "str", "Decoder event name, e.g. modbus.invalid_length",
-                  lambda c: c.event.name if c.event is not None else None),
-        FieldSpec("event.detail", "str", "Decoder event explanation",
-                  lambda c: c.event.detail if c.event is not None else None),
+        FieldSpec(
+            "event",
+            "str",
+            "Decoder event name, e.g. modbus.invalid_length",
+            lambda c: c.event.name if c.event is not None else None,
+        ),
+        FieldSpec(
+            "event.detail",
+            "str",
+            "Decoder event explanation",
+            lambda c: c.event.detail if c.event is not None else None,
+        ),
     )
 }
 
@@ -119,7 +141,9 @@ def _build_vocabulary(protocols: tuple[ProtocolSpec, ...]) -> dict[str, Resolved
         vocab[spec.name] = ResolvedField(spec, None, spec.get)
     for proto in protocols:
         for spec in proto.fields.values():
-            vocab[spec.name] = ResolvedField(spec, proto.name, _protocol_getter(proto.name, spec.get))
+            vocab[spec.name] = ResolvedField(
+                spec, proto.name, _protocol_getter(proto.name, spec.get)
+            )
     return vocab
 
 
@@ -129,6 +153,10 @@ VOCABULARY: dict[str, ResolvedField] = _build_vocabulary(PROTOCOLS)
 EVENT_NAMES: dict[str, str] = {
     **STREAM_EVENTS,
     # Dissectors may key their tables with str enums: keep the plain names.
-    **{str(getattr(name, "value", name)): doc for proto in PROTOCOLS for name, doc in proto.events.items()},
+    **{
+        str(getattr(name, "value", name)): doc
+        for proto in PROTOCOLS
+        for name, doc in proto.events.items()
+    },
 }
 """Every event name the capture layer (``stream.*``) or a dissector can raise, described."""

@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from otids.decode.registry import BY_NAME
 from otids.rules.condition import ConditionError, parse_condition
 from otids.rules.engine import (
     SEVERITIES,
@@ -41,7 +42,6 @@ from otids.rules.engine import (
     index_values,
 )
 from otids.rules.fields import EVENT_NAMES, VOCABULARY
-from otids.decode.registry import BY_NAME
 
 REQUIRED_KEYS = ("id", "sid", "title", "severity", "detection")
 OPTIONAL_KEYS = (
@@ -107,7 +107,9 @@ def _line_of(node: yaml.Node | None, path: tuple[Any, ...]) -> int:
                     line = k.start_mark.line + 1
                     child = v
                     break
-        elif isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value):
+        elif (
+            isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value)
+        ):
             child = node.value[step]
             line = child.start_mark.line + 1
         if child is None:
@@ -148,7 +150,9 @@ def parse_rule(
             problem((), f"missing required key {key!r}")
     for key in data:
         if key not in REQUIRED_KEYS and key not in OPTIONAL_KEYS:
-            problem((key,), f"unknown key {key!r}" + _suggest(str(key), REQUIRED_KEYS + OPTIONAL_KEYS))
+            problem(
+                (key,), f"unknown key {key!r}" + _suggest(str(key), REQUIRED_KEYS + OPTIONAL_KEYS)
+            )
     sid = data.get("sid")
     if "sid" in data and (not isinstance(sid, int) or isinstance(sid, bool) or sid <= 0):
         problem(("sid",), f"sid must be a positive integer, got {sid!r}")
@@ -230,7 +234,7 @@ def _compile_detection(
     if len(selections) != len(detection) - ("condition" in detection):
         return None, "", None, None  # a selection failed to compile: already reported
 
-    protocols = {VOCABULARY[f].protocol for f in used} - {None}
+    protocols = {p for p in (VOCABULARY[f].protocol for f in used) if p is not None}
     kind = "event" if "event" in used else "transaction"
     if len(protocols) > 1:
         problem(("detection",), f"a rule can test one protocol, this one tests {sorted(protocols)}")
@@ -295,7 +299,9 @@ def load_rules(
         other = seen.get(rule.sid)
         if other is not None:
             problems.append(
-                RuleProblem(rule.source, _sid_line(rule), f"sid {rule.sid} is also used by {other.source}")
+                RuleProblem(
+                    rule.source, _sid_line(rule), f"sid {rule.sid} is also used by {other.source}"
+                )
             )
         seen[rule.sid] = rule
     if problems:

@@ -14,8 +14,14 @@ SELECTIONS = ["sel", "filter", "scan_a", "scan_b"]
     [
         ("sel", ("sel", "sel")),
         ("sel and not filter", ("and", [("sel", "sel"), ("not", ("sel", "filter"))])),
-        ("sel or filter and scan_a", ("or", [("sel", "sel"), ("and", [("sel", "filter"), ("sel", "scan_a")])])),
-        ("(sel or filter) and scan_a", ("and", [("or", [("sel", "sel"), ("sel", "filter")]), ("sel", "scan_a")])),
+        (
+            "sel or filter and scan_a",
+            ("or", [("sel", "sel"), ("and", [("sel", "filter"), ("sel", "scan_a")])]),
+        ),
+        (
+            "(sel or filter) and scan_a",
+            ("and", [("or", [("sel", "sel"), ("sel", "filter")]), ("sel", "scan_a")]),
+        ),
         ("1 of scan_*", ("or", [("sel", "scan_a"), ("sel", "scan_b")])),
         ("all of scan_*", ("and", [("sel", "scan_a"), ("sel", "scan_b")])),
         ("any of them", ("or", [("sel", s) for s in SELECTIONS])),

@@ -28,8 +28,9 @@ detection:
 
 def _flow() -> object:
     table = FlowTable()
-    pkt = Packet(0.0, 4, b"\x0a\x00\x00\x05", b"\x0a\x00\x00\x09", PROTO_TCP, 40000, 502, b"", 60,
-                 TH_ACK)
+    pkt = Packet(
+        0.0, 4, b"\x0a\x00\x00\x05", b"\x0a\x00\x00\x09", PROTO_TCP, 40000, 502, b"", 60, TH_ACK
+    )
     return table.lookup(pkt)[0]
 
 
@@ -55,7 +56,9 @@ WRITE_REGISTER = bytes([0x06, 0x00, 0x20, 0x12, 0x34])  # FC 6, address 32, valu
 
 def _rule(detection: str, extra: str = "") -> str:
     return (
-        "id: t\nsid: 5\ntitle: t\nseverity: low\n" + extra + "detection:\n"
+        "id: t\nsid: 5\ntitle: t\nseverity: low\n"
+        + extra
+        + "detection:\n"
         + "".join(f"  {line}\n" for line in detection.splitlines())
     )
 
@@ -73,14 +76,26 @@ def test_good_rule_compiles_and_is_indexed() -> None:
     [
         (GOOD.replace("sid: 1000001", "sid: -3"), 2, "sid must be a positive integer"),
         (GOOD.replace("severity: high", "severity: urgent"), 4, "severity must be one of"),
-        (GOOD.replace("modbus.subfunction", "modbus.subfuncton"), 9, "did you mean 'modbus.subfunction'"),
+        (
+            GOOD.replace("modbus.subfunction", "modbus.subfuncton"),
+            9,
+            "did you mean 'modbus.subfunction'",
+        ),
         (GOOD.replace("modbus.function: 8", "modbus.function|bigger: 8"), 8, "unknown modifier"),
-        (GOOD.replace("condition: selection", "condition: selection and other"), 10, "not a selection"),
+        (
+            GOOD.replace("condition: selection", "condition: selection and other"),
+            10,
+            "not a selection",
+        ),
         (GOOD.replace("title:", "titel:"), 3, "unknown key 'titel'"),
         (GOOD.replace("title: force listen only\n", ""), 1, "missing required key 'title'"),
         (GOOD + "  bad: [unclosed\n", 12, "not valid YAML"),  # reported where YAML gives up
         ("- a list\n", 1, "one mapping"),
-        (_rule("selection:\n  event: modbus.invalid_lenght"), 7, "did you mean 'modbus.invalid_length'"),
+        (
+            _rule("selection:\n  event: modbus.invalid_lenght"),
+            7,
+            "did you mean 'modbus.invalid_length'",
+        ),
         (_rule("selection:\n  modbus.address|range: [10, 2]"), 7, "above high"),
         (_rule("selection:\n  modbus.unit: $unknown_list"), 7, "unknown variable $unknown_list"),
         (_rule("a:\n  modbus.unit: 1\nb:\n  dnp3.func: 1"), 5, "one protocol"),
@@ -94,7 +109,9 @@ def test_problems_name_the_line(text: str, line: int, reason: str) -> None:
 
 def test_broken_file_loads_nothing(tmp_path: Path) -> None:
     (tmp_path / "good.yaml").write_text(GOOD)
-    (tmp_path / "bad.yaml").write_text(GOOD.replace("sid: 1000001", "sid: 1000002").replace("high", "huge"))
+    (tmp_path / "bad.yaml").write_text(
+        GOOD.replace("sid: 1000001", "sid: 1000002").replace("high", "huge")
+    )
     with pytest.raises(RuleLoadError) as err:
         load_rules([tmp_path])
     assert [str(p).split(":")[0] for p in err.value.problems] == [str(tmp_path / "bad.yaml")]
@@ -135,12 +152,21 @@ def test_default_rules_load() -> None:
         ("selection:\n  src_ip: 10.0.0.0/24", READ_HOLDING, True),
         ("selection:\n  src_ip: 10.0.1.0/24", READ_HOLDING, False),
         ("selection:\n  dest_port: 502\n  modbus.access: write", WRITE_REGISTER, True),
-        ("sel:\n  modbus.function: 6\nok:\n  src_ip: $clients\ncondition: sel and not ok",
-         WRITE_REGISTER, False),
-        ("sel:\n  modbus.function: 6\nok:\n  src_ip: $clients\ncondition: sel and ok",
-         WRITE_REGISTER, True),
-        ("a:\n  modbus.function: 1\nb:\n  modbus.function: 6\ncondition: 1 of them",
-         WRITE_REGISTER, True),
+        (
+            "sel:\n  modbus.function: 6\nok:\n  src_ip: $clients\ncondition: sel and not ok",
+            WRITE_REGISTER,
+            False,
+        ),
+        (
+            "sel:\n  modbus.function: 6\nok:\n  src_ip: $clients\ncondition: sel and ok",
+            WRITE_REGISTER,
+            True,
+        ),
+        (
+            "a:\n  modbus.function: 1\nb:\n  modbus.function: 6\ncondition: 1 of them",
+            WRITE_REGISTER,
+            True,
+        ),
     ],
 )
 def test_matching_on_modbus_transactions(detection: str, pdu: bytes, fires: bool) -> None:
@@ -157,7 +183,9 @@ def test_matching_on_modbus_transactions(detection: str, pdu: bytes, fires: bool
 
 
 def test_event_rule_matches_event_with_sender_direction() -> None:
-    rule, _ = parse_rule(_rule("selection:\n  event: modbus.invalid_length\n  src_port: 502"), "e.yaml")
+    rule, _ = parse_rule(
+        _rule("selection:\n  event: modbus.invalid_length\n  src_port: 502"), "e.yaml"
+    )
     from otids.rules.engine import RuleSet
 
     ruleset = RuleSet([rule])  # type: ignore[list-item]

@@ -11,10 +11,21 @@ from otids.decode.base import Direction, Transaction
 _TOP, _REQUEST, _RESPONSE = 0, 1, 2
 _LABELS: dict[str, str] = {}  # function name -> "3 read_holding_registers", built once each
 _EVE_KEYS: dict[str, tuple[int, str]] = {
-    **{k: (_TOP, k) for k in (
-        "transaction_id", "unit_id", "function_code", "function", "category",
-        "subfunction", "subfunction_name", "mei_type", "address", "quantity",
-    )},
+    **{
+        k: (_TOP, k)
+        for k in (
+            "transaction_id",
+            "unit_id",
+            "function_code",
+            "function",
+            "category",
+            "subfunction",
+            "subfunction_name",
+            "mei_type",
+            "address",
+            "quantity",
+        )
+    },
     "request_values": (_REQUEST, "values"),
     "write_address": (_REQUEST, "write_address"),
     "write_quantity": (_REQUEST, "write_quantity"),
