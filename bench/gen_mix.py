@@ -4,14 +4,18 @@ Writes a classic pcap (Ethernet) of exactly ``--packets`` packets: Modbus/TCP co
 (several clients and servers on port 502, with handshakes, request/response pairs of function
 codes 1, 2, 3, 4, 5, 6, 15 and 16, the clients' pure ACKs, and the occasional close and
 reconnect) interleaved with at least as many background packets: TLS-like and HTTP flows,
-another TCP service, DNS over UDP and ARP. Sequence and acknowledgement numbers follow the
-bytes sent; IP and TCP checksums are left at zero (no reader checks them).
+another TCP service, DNS over UDP and ARP. With ``--dnp3``, DNP3 masters polling outstations
+on TCP port 20000 take a share of the industrial connections: integrity and event polls,
+unsolicited responses and their confirms, select/operate and direct operate, in link frames
+with correct CRCs. Sequence and acknowledgement numbers follow the bytes sent; IP and TCP
+checksums are left at zero (no reader checks them).
 
 Speed comes from packing each packet's headers with one precompiled ``struct.Struct`` whose
-constant parts (MAC addresses, IP addresses, ports) are prebuilt per flow direction, and from
-payloads sliced from pregenerated pools: about a million packets in a few seconds.
+constant parts (MAC addresses, IP addresses, ports) are prebuilt per flow direction, from
+payloads sliced from pregenerated pools, and, for DNP3, from link frames whose constant
+parts are encoded once (see :class:`Dnp3Encoder`): about a million packets in a few seconds.
 
-Usage: python bench/gen_mix.py --packets N --out FILE [--seed S]
+Usage: python bench/gen_mix.py --packets N --out FILE [--seed S] [--dnp3]
 """
 
 from __future__ import annotations
@@ -25,6 +29,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+
+from otids.decode.dnp3.crc import append_crc
+from otids.decode.dnp3.link import build_frame
+from otids.decode.dnp3.transport import FIN_BIT, FIR_BIT, MAX_SEGMENT_DATA, SEQ_MASK
 
 # --- pcap framing (little-endian, microsecond timestamps, Ethernet) ---
 PCAP_HEADER = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
@@ -57,9 +65,10 @@ TTL = 64
 MODBUS_PORT = 502
 MSS = 1448  # payload bytes per full segment (1500 MTU, TCP timestamps assumed)
 
-# Share of scheduling turns given to Modbus connections; a Modbus turn emits fewer packets
-# than a background one, so this leaves background packets slightly in the majority.
-MODBUS_TURN_SHARE = 0.65
+# Share of scheduling turns given to industrial (Modbus, DNP3) connections; such a turn emits
+# fewer packets than a background one, so this leaves background packets slightly in the
+# majority.
+ICS_TURN_SHARE = 0.65
 MODBUS_CONNECTIONS = 8  # client/server pairs on 502 open at any time
 BACKGROUND_FLOWS = 24  # background flows open at any time
 TRANSACTIONS_PER_CONNECTION = (2_000, 20_000)  # before a client closes and reconnects
@@ -88,6 +97,8 @@ class Writer:
         self.count = 0
         self.modbus_adus = 0  # packets carrying Modbus ADUs
         self.modbus_packets = 0  # every packet of a Modbus connection (ACKs, handshakes too)
+        self.dnp3_messages = 0  # packets carrying DNP3 link frames
+        self.dnp3_packets = 0  # every packet of a DNP3 connection
         self._parts: list[bytes] = []
         self._time_us = start_us
         self._step = 0
@@ -439,6 +450,186 @@ def arp_flow(w: Writer, rng: random.Random, pools: Pools, port: int) -> Iterator
     w.record(arp_frame(2, target, asker, mac(asker), mac(asker)))
 
 
+# --- DNP3 connections ---
+
+DNP3_PORT = 20000
+# Share of the industrial connections that are DNP3 when --dnp3 is given (the rest Modbus).
+DNP3_CONNECTIONS = 4
+DNP3_MASTERS = [ip(f"192.0.2.{n}") for n in (30, 31)]  # SCADA front ends
+DNP3_OUTSTATIONS = [ip(f"198.51.100.{n}") for n in (40, 41, 42, 43, 44)]  # RTUs
+INTEGRITY_EVERY = 60  # event polls between two integrity polls
+UNSOLICITED_CHANCE = 0.05  # per poll: the outstation reports events unsolicited first
+CONTROL_CHANCE = 0.02  # per poll: the operator operates a point
+EVENT_CHANCE = 0.4  # per event poll: the response carries events (else it is empty)
+MASTER_CONTROL, OUTSTATION_CONTROL = 0xC4, 0x44  # link: DIR, PRM, unconfirmed user data
+BLOCK = 16  # user data octets per link CRC block
+
+_EVENT_CLASSES = bytes([60, 2, 0x06, 60, 3, 0x06, 60, 4, 0x06])  # g60v2-4, all points
+_ALL_CLASSES = _EVENT_CLASSES + bytes([60, 1, 0x06])  # and g60v1, class 0
+
+
+class Dnp3Encoder:
+    """Link frames for application fragments, most of their bytes encoded once.
+
+    A fragment's bytes are a short application header (control with the sequence number,
+    function, and IIN for a response) then an object ``body`` from a fixed set. In each
+    frame only the first 16-octet block holds octets that change between sendings (the
+    transport header, and the application header in the first frame): the link header and
+    the other blocks, with their CRCs, are cached per (addresses, body, header length) and
+    only that first block's CRC is computed per message.
+    """
+
+    def __init__(self) -> None:
+        # (control, destination, source, body, header length) -> per frame: the link header
+        # (with CRC), the start of the first block after the transport header (None for
+        # the first frame, whose start is the application header and the body's first
+        # octets), and the rest of the frame with its CRCs.
+        self._frames: dict[tuple[int, int, int, bytes, int], list[tuple[bytes, bytes, bytes]]]
+        self._frames = {}
+
+    def encode(
+        self, control: int, dst: int, src: int, head: bytes, body: bytes, tseq: int
+    ) -> tuple[bytes, int]:
+        """The frames of fragment ``head + body`` from transport sequence ``tseq``; the
+        next transport sequence number."""
+        key = (control, dst, src, body, len(head))
+        plan = self._frames.get(key)
+        if plan is None:
+            plan = self._frames[key] = self._plan(key)
+        parts = []
+        first = head + body[: BLOCK - 1 - len(head)]
+        last = len(plan) - 1
+        for n, (link, start, rest) in enumerate(plan):
+            th = (
+                ((tseq + n) & SEQ_MASK) | (FIR_BIT if n == 0 else 0) | (FIN_BIT if n == last else 0)
+            )
+            parts.append(link)
+            parts.append(append_crc(bytes((th,)) + (first if n == 0 else start)))
+            parts.append(rest)
+        return b"".join(parts), (tseq + len(plan)) & SEQ_MASK
+
+    @staticmethod
+    def _plan(key: tuple[int, int, int, bytes, int]) -> list[tuple[bytes, bytes, bytes]]:
+        control, dst, src, body, head_size = key
+        fragment = bytes(head_size) + body  # the header's octets only matter in block one
+        plan = []
+        for offset in range(0, len(fragment), MAX_SEGMENT_DATA):
+            segment = bytes(1) + fragment[offset : offset + MAX_SEGMENT_DATA]
+            frame = build_frame(control, dst, src, segment)
+            first_block_end = 10 + min(BLOCK, len(segment)) + 2
+            plan.append((frame[:10], segment[1:BLOCK], frame[first_block_end:]))
+        return plan
+
+
+def _points(fmt: str, values: list[tuple[int, ...]]) -> bytes:
+    return b"".join(struct.pack(fmt, *v) for v in values)
+
+
+def dnp3_bodies(rng: random.Random) -> tuple[bytes, list[bytes], list[bytes]]:
+    """One outstation's responses: integrity data, event bodies, control echo bodies."""
+    binaries = rng.choice((8, 16, 32, 64))
+    analogs = rng.choice((8, 16, 40, 60))  # 60 analogs: a response of two frames and more
+    counters = rng.choice((4, 8))
+    static = (
+        bytes([1, 2, 0x00, 0, binaries - 1])  # g1v2 binary inputs with flags, 0..n-1
+        + bytes(0x81 if rng.random() < 0.5 else 0x01 for _ in range(binaries))
+        + bytes([30, 1, 0x01])  # g30v1 32-bit analog inputs, 2-octet start and stop
+        + struct.pack("<HH", 0, analogs - 1)
+        + _points("<Bi", [(0x01, rng.randrange(-5000, 50000)) for _ in range(analogs)])
+        + bytes([20, 1, 0x00, 0, counters - 1])  # g20v1 32-bit counters
+        + _points("<BI", [(0x01, rng.randrange(1 << 20)) for _ in range(counters)])
+    )
+    now = 1_767_225_600_000  # ms: the events' times
+    events = [
+        # g2v2 binary input events with time, 2-octet index prefix and count
+        bytes([2, 2, 0x28])
+        + struct.pack("<H", 2)
+        + _points("<HBIH", [(i, 0x81, now & 0xFFFFFFFF, now >> 32) for i in (1, 5)]),
+        # g32v1 analog input events without time
+        bytes([32, 1, 0x28])
+        + struct.pack("<H", 3)
+        + _points("<HBi", [(i, 0x01, rng.randrange(50000)) for i in (0, 2, 7)]),
+        # g22v1 counter events without time
+        bytes([22, 1, 0x28]) + struct.pack("<H", 1) + _points("<HBI", [(0, 0x01, 4242)]),
+    ]
+    controls = [
+        # g12v1 control relay output block: index 0, latch on, count 1, 100 ms, 100 ms
+        bytes([12, 1, 0x28, 1, 0]) + struct.pack("<HBBIIB", 0, 0x03, 1, 100, 100, 0),
+        # g41v2 analog output 16-bit: index 1, value 1250
+        bytes([41, 2, 0x28, 1, 0]) + struct.pack("<HhB", 1, 1250, 0),
+    ]
+    return static, events, controls
+
+
+def dnp3_connection(
+    w: Writer, rng: random.Random, port: int, encoder: Dnp3Encoder
+) -> Iterator[None]:
+    """A DNP3 master polling an outstation on one TCP connection; yields between bursts."""
+    master, outstation = rng.choice(DNP3_MASTERS), rng.choice(DNP3_OUTSTATIONS)
+    master_addr, outstation_addr = 1 + DNP3_MASTERS.index(master), outstation[3]
+    up = way(master, outstation, 6, port, DNP3_PORT)
+    down = way(outstation, master, 6, DNP3_PORT, port)
+    static, events, controls = dnp3_bodies(rng)
+    count = w.count
+    cseq, sseq = handshake(w, up, down, rng)
+    w.dnp3_packets += w.count - count
+    yield
+    app, unsolicited = rng.randrange(16), 0  # application sequence numbers
+    # Transport sequence numbers, master's and outstation's. Random starts: Wireshark keys
+    # its DNP3 reassembly by link addresses and sequence number whatever the connection, and
+    # mixes up a reconnection's first fragments with the previous connection's if both
+    # started at 0.
+    tseq = [rng.randrange(64), rng.randrange(64)]
+
+    def send(toward_outstation: bool, head: bytes, body: bytes) -> None:
+        nonlocal cseq, sseq
+        if toward_outstation:
+            data, tseq[0] = encoder.encode(
+                MASTER_CONTROL, outstation_addr, master_addr, head, body, tseq[0]
+            )
+            w.tcp(up, cseq, sseq, PSH_ACK, data)
+            cseq += len(data)
+        else:
+            data, tseq[1] = encoder.encode(
+                OUTSTATION_CONTROL, master_addr, outstation_addr, head, body, tseq[1]
+            )
+            w.tcp(down, sseq, cseq, PSH_ACK, data)
+            sseq += len(data)
+        w.dnp3_messages += 1
+        w.dnp3_packets += 1
+
+    def exchange(function: int, request: bytes, response: bytes) -> Iterator[None]:
+        nonlocal app
+        send(True, bytes((0xC0 | app, function)), request)
+        yield
+        send(False, bytes((0xC0 | app, 0x81, 0, 0)), response)
+        if rng.random() < 0.5:  # the master's delayed ACK, when no request follows soon
+            w.tcp(up, cseq, sseq, ACK)
+            w.dnp3_packets += 1
+        app = (app + 1) & 0x0F
+        yield
+
+    for n in range(rng.randint(*TRANSACTIONS_PER_CONNECTION)):
+        if rng.random() < UNSOLICITED_CHANCE:  # events reported unsolicited, confirmed
+            send(False, bytes((0xF0 | unsolicited, 0x82, 0, 0)), rng.choice(events))
+            send(True, bytes((0xD0 | unsolicited, 0x00)), b"")
+            unsolicited = (unsolicited + 1) & 0x0F
+            yield
+        if rng.random() < CONTROL_CHANCE:  # select then operate, or direct operate
+            command = rng.choice(controls)
+            functions = (3, 4) if rng.random() < 0.5 else (5,)
+            for function in functions:
+                yield from exchange(function, command, command)
+        if n % INTEGRITY_EVERY == 0:
+            yield from exchange(1, _ALL_CLASSES, static)
+        else:
+            body = rng.choice(events) if rng.random() < EVENT_CHANCE else b""
+            yield from exchange(1, _EVENT_CLASSES, body)
+    count = w.count
+    close(w, up, down, cseq, sseq)
+    w.dnp3_packets += w.count - count
+
+
 Flow = Callable[[Writer, random.Random, Pools, int], Iterator[None]]
 BACKGROUND_KINDS: tuple[Flow, ...] = (
     tls_flow,
@@ -461,12 +652,16 @@ class Stats:
     modbus_adus: int
     modbus_packets: int
     seconds: float
+    dnp3_messages: int = 0  # packets carrying DNP3 link frames
+    dnp3_packets: int = 0  # packets of DNP3 connections
 
 
-def generate(packets: int, out: Path, seed: int = 1) -> Stats:
-    """Write a mixed capture of exactly ``packets`` packets to ``out``."""
+def generate(packets: int, out: Path, seed: int = 1, dnp3: bool = False) -> Stats:
+    """Write a mixed capture of exactly ``packets`` packets to ``out`` (with DNP3
+    connections among the industrial ones when ``dnp3``)."""
     rng = random.Random(seed)
     pools = Pools(rng)
+    encoder = Dnp3Encoder()
     started = time.perf_counter()
     ports = iter(range(10_000_000))  # ephemeral ports, cycled through 32768..60999
 
@@ -477,26 +672,38 @@ def generate(packets: int, out: Path, seed: int = 1) -> Stats:
     with out.open("wb") as handle:
         handle.write(PCAP_HEADER)
         w = Writer(handle, packets, start_us=1_767_225_600_000_000)
-        modbus = [modbus_connection(w, rng, pools, next_port()) for _ in range(MODBUS_CONNECTIONS)]
+
+        def industrial(kind: int) -> Iterator[None]:
+            if kind < MODBUS_CONNECTIONS:
+                return modbus_connection(w, rng, pools, next_port())
+            return dnp3_connection(w, rng, next_port(), encoder)
+
+        # Industrial connections by slot: the Modbus ones, then the DNP3 ones.
+        slots = MODBUS_CONNECTIONS + (DNP3_CONNECTIONS if dnp3 else 0)
+        ics = [industrial(kind) for kind in range(slots)]
         background = [
             rng.choice(BACKGROUND_KINDS)(w, rng, pools, next_port())
             for _ in range(BACKGROUND_FLOWS)
         ]
         try:
             while True:  # ends with Full once ``packets`` are written
-                if rng.random() < MODBUS_TURN_SHARE:
-                    flows, index = modbus, rng.randrange(MODBUS_CONNECTIONS)
+                if rng.random() < ICS_TURN_SHARE:
+                    index = rng.randrange(slots)
+                    try:
+                        next(ics[index])
+                    except StopIteration:  # replaced by a new connection of the same kind
+                        ics[index] = industrial(index)
                 else:
-                    flows, index = background, rng.randrange(BACKGROUND_FLOWS)
-                try:
-                    next(flows[index])
-                except StopIteration:  # replaced by a new flow of the same family
-                    make = modbus_connection if flows is modbus else rng.choice(BACKGROUND_KINDS)
-                    flows[index] = make(w, rng, pools, next_port())
+                    index = rng.randrange(BACKGROUND_FLOWS)
+                    try:
+                        next(background[index])
+                    except StopIteration:  # replaced by a new background flow
+                        background[index] = rng.choice(BACKGROUND_KINDS)(w, rng, pools, next_port())
         except Full:
             pass
         w.flush()
-    return Stats(w.count, w.modbus_adus, w.modbus_packets, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return Stats(w.count, w.modbus_adus, w.modbus_packets, seconds, w.dnp3_messages, w.dnp3_packets)
 
 
 def main() -> None:
@@ -506,18 +713,22 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="pcap file to write")
     parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     parser.add_argument(
-        "--dnp3", action="store_true", help="also generate DNP3 traffic (reserved: not yet)"
+        "--dnp3", action="store_true", help="make DNP3 connections part of the industrial ones"
     )
     args = parser.parse_args()
-    if args.dnp3:
-        sys.exit("gen_mix: --dnp3 is reserved for the DNP3 dissector and not implemented yet")
     if args.packets <= 0:
         sys.exit("gen_mix: --packets must be positive")
-    stats = generate(args.packets, args.out, args.seed)
+    stats = generate(args.packets, args.out, args.seed, args.dnp3)
+    industrial = stats.modbus_packets + stats.dnp3_packets
+    dnp3 = (
+        f"{stats.dnp3_messages} carrying DNP3, {stats.dnp3_packets} packets of DNP3 connections, "
+        if args.dnp3
+        else ""
+    )
     print(
         f"{args.out}: {stats.packets} packets ({stats.modbus_adus} Modbus ADUs, "
-        f"{stats.modbus_packets} packets of Modbus connections, "
-        f"{stats.packets - stats.modbus_packets} background) in {stats.seconds:.2f} s "
+        f"{stats.modbus_packets} packets of Modbus connections, {dnp3}"
+        f"{stats.packets - industrial} background) in {stats.seconds:.2f} s "
         f"({stats.packets / stats.seconds:,.0f} packets/s)"
     )
 

@@ -1,11 +1,13 @@
 """The benchmark (``make bench``): otids against tshark on generated mixed captures.
 
 1. Generates, into ``bench/out/`` (git-ignored), a 200k-packet and a 1M-packet mix with
-   ``gen_mix.py`` when missing or older than the generator.
+   ``gen_mix.py --dnp3`` (Modbus and DNP3 connections among background traffic) when missing
+   or older than the generator.
 2. Runs, each as a child process, ``otids read FILE --json /dev/null --transactions --quiet``
-   on both files, and ``tshark -r FILE -Y modbus -T fields -e modbus.func_code`` on the 200k
-   one, measuring wall time, packets/s and the child's peak RSS (``os.wait4`` gives each
-   child's own resource usage, unlike ``RUSAGE_CHILDREN`` which is a maximum over all of them).
+   on both files, and ``tshark -r FILE -Y "modbus || dnp3" -T fields -e modbus.func_code
+   -e dnp3.al.func`` on the 200k one, measuring wall time, packets/s and the child's peak
+   RSS (``os.wait4`` gives each child's own resource usage, unlike ``RUSAGE_CHILDREN`` which
+   is a maximum over all of them).
    Linux charges the spawning process's pages to the child until it execs, so a child's
    peak reads at least this harness's own peak; the report states that floor.
 3. Prints a markdown table (also written to ``bench/out/results.md``) and exits non-zero when
@@ -35,6 +37,7 @@ OUT = BENCH / "out"
 SIZES = (200_000, 1_000_000)  # packets in the two mixes
 BASELINE_SIZE = 200_000  # the file tshark is compared on
 SEED = 1
+TSHARK_FILTER = "modbus || dnp3"  # tshark dissects both protocols, as otids does
 MIN_SPEEDUP = 5.0  # otids must read at least this many times as many packets/s as tshark
 MAX_RSS_GROWTH = 0.20  # peak RSS at 1M packets may exceed that at 200k by this fraction
 GENERATE_TIMEOUT = 300.0  # seconds to generate one mix (a few are needed)
@@ -71,7 +74,7 @@ class Measure:
 
 def mix_path(packets: int) -> Path:
     """Where the mix of ``packets`` packets lives."""
-    return OUT / f"mix-{packets}-seed{SEED}.pcap"
+    return OUT / f"mix-{packets}-seed{SEED}-dnp3.pcap"
 
 
 def ensure_mixes() -> None:
@@ -86,7 +89,7 @@ def ensure_mixes() -> None:
         if path.exists() and path.stat().st_mtime >= generator.stat().st_mtime:
             continue
         argv = [sys.executable, str(generator), "--packets", str(packets), "--out", str(path)]
-        argv += ["--seed", str(SEED)]
+        argv += ["--seed", str(SEED), "--dnp3"]
         try:
             subprocess.run(argv, check=True, timeout=GENERATE_TIMEOUT)
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
@@ -149,7 +152,8 @@ def run(runs: int) -> tuple[list[str], bool]:
         argv += ["--json", os.devnull, "--transactions", "--quiet"]
         measures.append(best("otids", argv, packets, runs))
     baseline = mix_path(BASELINE_SIZE)
-    argv = [tshark, "-r", str(baseline), "-Y", "modbus", "-T", "fields", "-e", "modbus.func_code"]
+    argv = [tshark, "-r", str(baseline), "-Y", TSHARK_FILTER, "-T", "fields"]
+    argv += ["-e", "modbus.func_code", "-e", "dnp3.al.func"]
     reference = best("tshark", argv, BASELINE_SIZE, runs)
 
     otids_base = next(m for m in measures if m.packets == BASELINE_SIZE)
@@ -163,7 +167,8 @@ def run(runs: int) -> tuple[list[str], bool]:
         f"# otids benchmark ({time.strftime('%Y-%m-%d %H:%M:%S')})",
         "",
         f"Python {platform.python_version()}, {os.cpu_count()} CPUs; mixes from "
-        f"`bench/gen_mix.py --seed {SEED}`; best of {runs} run(s).",
+        f'`bench/gen_mix.py --seed {SEED} --dnp3`; tshark with `-Y "{TSHARK_FILTER}"`; '
+        f"best of {runs} run(s).",
         "",
         "| tool | packets | seconds | packets/s | peak RSS MiB |",
         "|---|---:|---:|---:|---:|",

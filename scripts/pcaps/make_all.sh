@@ -12,3 +12,8 @@ py="${PYTHON:-python}"
 "$py" scripts/pcaps/modbus_malformed.py --out pcaps/modbus-malformed.pcap
 "$py" scripts/pcaps/modbus_flood.py --out pcaps/modbus-flood.pcap
 "$py" scripts/pcaps/modbus_non_modbus_502.py --out pcaps/modbus-non-modbus-502.pcap
+# DNP3: the opendnp3 capture makes scripts/pcaps/.venv310 (Python 3.10, dnp3-python) first.
+"$py" scripts/pcaps/dnp3_opendnp3.py --out pcaps/dnp3-opendnp3.pcap
+"$py" scripts/pcaps/dnp3_attack.py --out pcaps/dnp3-attack.pcap
+"$py" scripts/pcaps/dnp3_udp.py --out pcaps/dnp3-udp.pcap
+"$py" scripts/pcaps/dnp3_malformed.py --out pcaps/dnp3-malformed.pcap

@@ -39,6 +39,9 @@ class Iin(enum.IntFlag):
     RESERVED_1 = 0x0080
 
 
+REQUEST_ERRORS = Iin.NO_FUNC_CODE_SUPPORT | Iin.OBJECT_UNKNOWN | Iin.PARAMETER_ERROR
+"""The IIN2 bits by which an outstation rejects a request (IEEE 1815-2012, 4.2.2.7.2)."""
+
 # In the order Suricata lists indicators: IIN1 bit 0 to 7, then IIN2 bit 0 to 7.
 _ORDER = tuple((flag.value, flag.name.lower()) for flag in Iin if flag.name is not None)
 # Names for every value of each octet, so that a lookup replaces a loop over 16 bits.

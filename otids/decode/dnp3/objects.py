@@ -353,6 +353,11 @@ def _g70v8(data: bytes, offset: int, size: int) -> Point:
     return {"file_specification": _text(data[offset : offset + size])}
 
 
+# -- g90: application identifier: the application's name, sized by the prefix ----------------
+def _g90v1(data: bytes, offset: int, size: int) -> Point:
+    return {"application_id": _text(data[offset : offset + size])}
+
+
 def _needs_prefix(data: bytes, offset: int, end: int) -> int:
     return -1
 
@@ -540,6 +545,9 @@ SPECS: dict[tuple[int, int], ObjectSpec] = {
     (70, 8): ObjectSpec("file specification string", decode=_g70v8, measure=_needs_prefix),
     # Internal indications, written by a master to clear device_restart.
     (80, 1): _packed("internal indications, packed", 1),
+    # Application identifier: names the application that initialize, start and stop
+    # application requests act on.
+    (90, 1): ObjectSpec("application identifier", decode=_g90v1, measure=_needs_prefix),
 }
 # Device attributes: every variation has the same layout.
 SPECS.update(

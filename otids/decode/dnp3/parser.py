@@ -14,7 +14,6 @@ from otids.decode.dnp3.functions import (
 from otids.decode.dnp3.link import (
     BROADCAST_FIRST,
     HEADER_SIZE,
-    MIN_LENGTH,
     RESERVED_FIRST,
     START,
     USER_DATA_CONTROLS,
@@ -39,14 +38,25 @@ _StreamKey = tuple[int, int, int]
 
 
 def probe(data: bytes, direction: Direction) -> ProbeResult:
-    """Does a flow start with a DNP3 link header (start octets, length >= 5, header CRC)?"""
+    """Does a flow start with DNP3 link frames?
+
+    It must start with the start octets, and one of the link headers found from there on
+    (at each start-octet pair) must have a matching header CRC. Not just the first one: an
+    outstation silently discards a frame with a bad CRC, so a first frame spoiled on purpose
+    would otherwise hide the rest of the flow from the dissector. The CRC is evidence enough
+    (a LENGTH below 5 under a valid CRC is a malformed DNP3 frame, which the dissector
+    reports). Until a valid header turns up the answer is "need more"; the pipeline bounds
+    how long it waits.
+    """
     if not START.startswith(data[:2]):
         return ProbeResult.NO_MATCH
-    if len(data) < HEADER_SIZE:
-        return ProbeResult.NEED_MORE
-    if data[2] < MIN_LENGTH or not header_ok(data, 0):
-        return ProbeResult.NO_MATCH
-    return ProbeResult.MATCH
+    pos = 0
+    # Each pass moves to a later start-octet pair: bounded by the data length.
+    while 0 <= pos <= len(data) - HEADER_SIZE:
+        if header_ok(data, pos):
+            return ProbeResult.MATCH
+        pos = data.find(START, pos + 1)
+    return ProbeResult.NEED_MORE
 
 
 class Dnp3Parser(AppParser):

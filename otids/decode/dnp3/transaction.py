@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from otids.decode.base import Direction, Transaction
 from otids.decode.dnp3.functions import FunctionCode, function_name
-from otids.decode.dnp3.iin import iin_names
+from otids.decode.dnp3.iin import REQUEST_ERRORS, iin_names
 from otids.decode.dnp3.link import DIR_BIT, FCB_BIT, FCV_BIT, FUNCTION_MASK, PRM_BIT
 from otids.decode.dnp3.objects import Dnp3Object
 
@@ -208,11 +208,22 @@ class Dnp3Transaction(Transaction):
         """Objects of every request then every response fragment."""
         return [obj for msg in self.requests + self.responses for obj in msg.objects]
 
-    def eve_records(self) -> list[dict[str, Any]]:
-        """One Suricata-shaped ``dnp3`` record per message, as Suricata's EVE log has them."""
+    def summary(self) -> tuple[str, str | None]:
+        """``("1 read", None)``; the error is the first IIN2 bit by which the outstation
+        rejected the request (``no_func_code_support``, ``object_unknown``,
+        ``parameter_error``), the nearest DNP3 has to an exception response."""
+        label = f"{self.func} {self.func_name}"
+        iin = self.iin
+        if iin is None or not iin & REQUEST_ERRORS:
+            return label, None
+        return label, iin_names(iin & REQUEST_ERRORS)[0]
+
+    def eve_records(self) -> list[tuple[float, dict[str, Any]]]:
+        """``(timestamp, record)`` for each message, as Suricata's EVE log writes ``dnp3``
+        records: one per request or response fragment, none for a CONFIRM."""
         if self.requests and self.requests[0].function == FunctionCode.CONFIRM:
             return []
-        return [msg.eve() for msg in self.requests + self.responses]
+        return [(msg.ts, msg.eve()) for msg in self.requests + self.responses]
 
     def eve(self) -> dict[str, Any]:
         """``{"request": {...}, "response": {...}}``, each present when seen.

@@ -426,6 +426,19 @@ def test_file_objects_sized_from_content(variation: int) -> None:
     assert point["prefix"] == 0 and "size" not in point
 
 
+def test_application_identifier() -> None:
+    # The object of a stop application request (function 18).
+    data = bytes([
+        90, 1,  # g90v1 application identifier
+        0x5B,  # qualifier: 2-octet size prefix, 1-octet count of free-format objects
+        1,  # one object
+        0x09, 0x00,  # its size: 9 octets
+        *b"PLC-LOGIC",  # the application's name
+    ])  # fmt: skip
+    (point,) = only_object(data).points
+    assert point == {"prefix": 9, "index": 0, "size": 9, "application_id": "PLC-LOGIC"}
+
+
 def test_every_table_entry_decodes() -> None:
     """Each (group, variation) of the table sizes and decodes a point of zeros."""
     for (group, variation), spec in SPECS.items():

@@ -8,6 +8,7 @@ import pytest
 
 from otids.decode.base import DecoderEvent, Direction, ProbeResult, Record
 from otids.decode.dnp3 import SPEC, Dnp3Parser, Dnp3Transaction, probe
+from otids.decode.dnp3.crc import append_crc
 from otids.decode.dnp3.events import EVENTS, Dnp3Event
 from otids.decode.dnp3.fields import FIELDS
 from otids.decode.dnp3.functions import (
@@ -87,15 +88,15 @@ def test_orphan_response_is_a_transaction() -> None:
     (tx,) = txs(Dnp3Parser().feed(TC, response(9), 1.0))
     assert tx.done and tx.request is None and not tx.unsolicited
     assert tx.direction == TC and tx.func == 0x81
-    assert [r["type"] for r in tx.eve_records()] == ["response"]
+    assert [(ts, r["type"]) for ts, r in tx.eve_records()] == [(1.0, "response")]
 
 
 def test_unsolicited_response() -> None:
     p = Dnp3Parser()
     (tx,) = txs(p.feed(TC, response(0, function=0x82, con=True, iin=0x8000), 1.0))
     assert tx.unsolicited and tx.done
-    (record,) = tx.eve_records()
-    assert record["type"] == "unsolicited_response"
+    ((ts, record),) = tx.eve_records()
+    assert ts == 1.0 and record["type"] == "unsolicited_response"
     assert record["application"]["control"] == {
         "fir": True, "fin": True, "con": True, "uns": True, "sequence": 0
     }  # fmt: skip
@@ -214,7 +215,8 @@ def test_eve_record_shape() -> None:
     p = Dnp3Parser()
     (tx,) = txs(p.feed(TS, request(3, 0x01, *READ_CLASS_1), 1.0))
     p.feed(TC, response(3, *BINARY_INPUTS, iin=0x1002), 2.0)
-    req, resp = tx.eve_records()
+    (req_ts, req), (resp_ts, resp) = tx.eve_records()
+    assert (req_ts, resp_ts) == (1.0, 2.0)  # each record has its own message's time
     assert req == {
         "type": "request",
         "control": {"dir": True, "pri": True, "fcb": False, "fcv": False, "function_code": 4},
@@ -290,8 +292,13 @@ def test_spec() -> None:
         (b"\x05\x64\x05", ProbeResult.NEED_MORE),
         (b"\x05\x65", ProbeResult.NO_MATCH),
         (b"GET / HTTP/1.1\r\n", ProbeResult.NO_MATCH),
-        (request(0, 0x01)[:8] + b"\x00\x00", ProbeResult.NO_MATCH),  # header CRC
-        (b"\x05\x64\x04\xc9\x0a\x00\x01\x00" + b"\x00\x00", ProbeResult.NO_MATCH),  # length 4
+        # A bad header CRC is not enough to decide: a valid header may follow.
+        (request(0, 0x01)[:8] + b"\x00\x00", ProbeResult.NEED_MORE),
+        (b"\x05\x64\x04\xc9\x0a\x00\x01\x00" + b"\x00\x00", ProbeResult.NEED_MORE),
+        # Length 4 under a valid CRC: DNP3, malformed (the dissector says len_too_small).
+        (append_crc(b"\x05\x64\x04\xc9\x0a\x00\x01\x00"), ProbeResult.MATCH),
+        (request(0, 0x01)[:8] + b"\x00\x00" + request(0, 0x01), ProbeResult.MATCH),
+        (b"\x05\x64\x04\xc9\x0a\x00\x01\x00\x00\x00GET / HTTP/1.1", ProbeResult.NEED_MORE),
     ],
 )
 def test_probe(data: bytes, result: ProbeResult) -> None:
