@@ -22,7 +22,7 @@ from otids.alerts.sinks import JsonLinesSink, SinkSet
 from otids.capture.readers import CaptureError, CaptureReader, open_capture
 from otids.pipeline import Pipeline
 from otids.rules.engine import RuleSet
-from otids.rules.loader import RuleLoadError, default_rules_dir, load_rules
+from otids.rules.loader import RuleLoadError, default_rules_dir, load_rules, resolve_test_path
 from otids.workers import LineWriter, auto_workers, merge_stats, run_workers
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -67,11 +67,19 @@ def build_ruleset(
     paths: list[str | Path] = [default_rules_dir()] if default_rules else []
     paths.extend(rule_dirs)
     try:
-        return load_rules(paths, variables)
+        ruleset = load_rules(paths, variables)
     except RuleLoadError as exc:
         for problem in exc.problems:
             click.echo(f"otids: rule error: {problem}", err=True)
         _fail(f"{len(exc.problems)} rule error(s); no rule was loaded")
+    _warn_disabled(ruleset)
+    return ruleset
+
+
+def _warn_disabled(ruleset: RuleSet) -> None:
+    """One warning line per undefined site variable, naming the rules it disables."""
+    for name, ids in ruleset.missing_vars().items():
+        _warn(f"${name} is not defined (--vars): rule(s) disabled: {', '.join(ids)}")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -293,7 +301,108 @@ def rules_validate(paths: tuple[str, ...], vars_file: str | None) -> None:
         for problem in exc.problems:
             click.echo(str(problem))
         _fail(f"{len(exc.problems)} error(s)")
+    _warn_disabled(ruleset)
     click.echo(f"{len(ruleset)} rule(s) OK")
+
+
+@rules.command("guide")
+def rules_guide() -> None:
+    """Print the rule-writing guide (Markdown): every field and event name."""
+    from otids.rules.guide import render_guide
+
+    click.echo(render_guide(), nl=False)
+
+
+class _AlertCounter:
+    """A sink counting alert lines per sid."""
+
+    def __init__(self) -> None:
+        self.by_sid: dict[int, int] = {}
+
+    def handle(self, record: dict[str, Any]) -> None:
+        if record.get("event_type") == "alert":
+            sid = record["alert"]["signature_id"]
+            self.by_sid[sid] = self.by_sid.get(sid, 0) + 1
+
+
+def _alert_counts(
+    paths: list[str | Path], capture: Path, vars_file: Path | None
+) -> dict[int, int] | str:
+    """Alert lines per sid from one capture with the rules at ``paths``, or a failure reason."""
+    variables = load_variables(str(vars_file)) if vars_file is not None else {}
+    try:
+        ruleset = load_rules(paths, variables)
+        reader = open_capture(str(capture))
+    except (RuleLoadError, CaptureError) as exc:
+        return str(exc).splitlines()[0]
+    counter = _AlertCounter()
+    pipeline = Pipeline(ruleset, counter)
+    with reader:
+        pipeline.run(reader)
+    pipeline.finish(emit_stats=False)
+    return counter.by_sid
+
+
+@rules.command("test")
+@click.option(
+    "--rules",
+    "rule_dirs",
+    multiple=True,
+    type=click.Path(exists=True),
+    help="Rule file or directory, in addition to the embedded rules (repeatable).",
+)
+@click.option("--no-default-rules", is_flag=True, help="Do not test the embedded rule set.")
+def rules_test(rule_dirs: tuple[str, ...], no_default_rules: bool) -> None:
+    """Run every rule's tests (capture -> expected alert count); exit 1 on any failure.
+
+    A test whose capture is not found (an installed package ships no captures) is skipped.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    paths: list[str | Path] = [default_rules_dir()] if not no_default_rules else []
+    paths.extend(rule_dirs)
+    try:
+        ruleset = load_rules(paths)
+    except RuleLoadError as exc:
+        for problem in exc.problems:
+            click.echo(f"otids: rule error: {problem}", err=True)
+        _fail(f"{len(exc.problems)} rule error(s)")
+    cases = [
+        (rule, test)
+        for rule in sorted([*ruleset.rules, *ruleset.disabled], key=lambda r: r.sid)
+        for test in rule.tests
+    ]
+    runs: dict[tuple[Path, Path | None], dict[int, int] | str] = {}
+    table = Table(title=f"{len(cases)} rule tests", title_justify="left")
+    for col in ("sid", "rule", "capture", "expected", "got", "pass"):
+        table.add_column(col, justify="right" if col in ("sid", "expected", "got") else "left")
+    failed = skipped = 0
+    for rule, test in cases:
+        capture = resolve_test_path(rule.source, test["capture"])
+        vars_file = resolve_test_path(rule.source, test["vars"]) if "vars" in test else None
+        label = test["capture"] + (f" (vars {test['vars']})" if "vars" in test else "")
+        if capture is None or ("vars" in test and vars_file is None):
+            skipped += 1
+            table.add_row(str(rule.sid), rule.id, label, str(test["alerts"]), "-", "skip")
+            continue
+        key = (capture, vars_file)
+        if key not in runs:
+            runs[key] = _alert_counts(paths, capture, vars_file)
+        result = runs[key]
+        got = result if isinstance(result, str) else str(result.get(rule.sid, 0))
+        ok = got == str(test["alerts"])
+        failed += not ok
+        table.add_row(
+            str(rule.sid), rule.id, label, str(test["alerts"]), got, "ok" if ok else "FAIL"
+        )
+    Console(width=160).print(table)
+    untested = [r.id for r in ruleset.rules if not r.tests]
+    click.echo(
+        f"{len(cases) - failed - skipped} passed, {failed} failed, {skipped} skipped; "
+        f"{len(untested)} rule(s) without tests"
+    )
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

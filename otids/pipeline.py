@@ -38,6 +38,7 @@ from otids.decode.base import (
 )
 from otids.decode.registry import PROTOCOLS
 from otids.rules.engine import Rule, RuleSet
+from otids.rules.threshold import AlertGate, Pending
 
 # Flow.app_state values.
 UNKNOWN, ACTIVE, IGNORED = 0, 1, 2
@@ -102,6 +103,8 @@ class Pipeline:
         self.events: Counter[str] = Counter()
         self.alerts: Counter[int] = Counter()
         self.rules_by_sid: dict[int, Rule] = {}
+        # Thresholds, suppression and rate limits: which matches are written, and when.
+        self.gate = AlertGate()
         self.app_stats: dict[str, _AppStats] = {p.name: _AppStats() for p in self.protocols}
         self.started = time.monotonic()
         self.last_ts = 0.0
@@ -149,6 +152,7 @@ class Pipeline:
             self.last_ts = max(self.last_ts, ts)
 
     def _housekeeping(self, now: float) -> None:
+        self._emit(self.gate.due(now))
         for flow in self.flows.expire(now):
             self._close_flow(flow, now)
         for flow in self.flows.evicted():
@@ -245,11 +249,16 @@ class Pipeline:
             if hits:
                 app = flow.app.protocol if flow.app_state == ACTIVE else "failed"
                 for rule in hits:
-                    self.alerts[rule.sid] += 1
-                    self.rules_by_sid[rule.sid] = rule
-                    self.sink.handle(alert_record(ts, flow, rec, rule, app))
+                    self._emit(self.gate.admit(rule, rec, flow, ts, app))
             if isinstance(rec, Transaction) and rec.done:
                 self._transaction_done(flow, rec)
+
+    def _emit(self, alerts: list[Pending]) -> None:
+        for a in alerts:
+            sid = a.rule.sid
+            self.alerts[sid] += 1
+            self.rules_by_sid[sid] = a.rule
+            self.sink.handle(alert_record(a.ts, a.flow, a.record, a.rule, a.app_proto, a.extra))
 
     def _transaction_done(self, flow: Flow, tx: Transaction) -> None:
         st = self.app_stats.get(tx.protocol)
@@ -290,6 +299,7 @@ class Pipeline:
         the statistics of several workers) and return the statistics."""
         for flow in self.flows.drain():
             self._close_flow(flow, self.last_ts)
+        self._emit(self.gate.drain())
         stats = self.stats(final=True)
         if emit_stats:
             self.sink.handle(stats_record(self.last_ts or time.time(), stats))

@@ -81,9 +81,19 @@ def transaction_record(flow: Flow, tx: Transaction) -> EveRecord:
 
 
 def alert_record(
-    ts: float, flow: Flow, record: Transaction | DecoderEvent, rule: Rule, app_proto: str
+    ts: float,
+    flow: Flow,
+    record: Transaction | DecoderEvent,
+    rule: Rule,
+    app_proto: str,
+    extra: dict[str, Any] | None = None,
 ) -> EveRecord:
-    """The ``event_type: alert`` record of ``rule`` firing on ``record``."""
+    """The ``event_type: alert`` record of ``rule`` firing on ``record``.
+
+    ``extra``: fields added to ``alert`` when the line stands for several matches:
+    ``count`` (how many), ``threshold`` or ``rate_limit`` (why); see
+    :mod:`otids.rules.threshold`.
+    """
     if isinstance(record, DecoderEvent):
         tx = record.tx
         # An event travels in its own direction; Suricata reports the packet's direction.
@@ -111,6 +121,8 @@ def alert_record(
         metadata["tags"] = rule.tags
     if metadata:
         alert["metadata"] = metadata
+    if extra:
+        alert.update(extra)
     rec["alert"] = alert
     if isinstance(record, DecoderEvent):
         rec["decoder_event"] = {"name": record.name, "detail": record.detail}

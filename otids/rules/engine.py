@@ -20,7 +20,17 @@ exists     ``true``: the field has a value; ``false``: it has none
 ========== ==========================================================================
 
 Named lists (``$modbus_clients``) are replaced by the site variables' values before
-compiling. Rules are indexed on their protocol's ``index_field`` (the function code) and on
+compiling. A rule naming a variable the site did not define is *disabled*, not an error: it
+loads (so every other mistake in it is still reported) but never matches, and the loader
+lists it in :attr:`RuleSet.disabled` so the command line prints one warning per missing
+variable. The default rules can thus use ``$modbus_clients`` and still let ``otids read``
+run without ``--vars``.
+
+Which matches become alert lines (suppression, thresholds, rate limiting) is decided after
+matching, by :class:`otids.rules.threshold.AlertGate`; see that module for the semantics.
+
+Rules are indexed on their protocol's ``index_field`` (the function code), failing that on
+a field of :data:`SECONDARY_INDEX` (the exception code), and on
 event names, so a transaction is only checked against the rules that could match it.
 """
 
@@ -38,9 +48,17 @@ from otids.decode.base import DecoderEvent, Transaction
 from otids.decode.registry import BY_NAME
 from otids.rules.condition import Node
 from otids.rules.fields import VOCABULARY, EvalContext
+from otids.rules.threshold import DEFAULT_RATE_LIMIT, RateLimit, Suppression, Threshold
 
 Predicate = Callable[[Any], bool]
 Matcher = Callable[[EvalContext], bool]
+
+SECONDARY_INDEX: dict[str, str] = {"modbus": "modbus.exception"}
+"""Protocol -> field indexing the rules that do not fix the function code. Exception-burst
+rules match any function but one exception code, which most transactions lack: indexed,
+they cost one attribute read per transaction instead of a full evaluation."""
+
+CIDR_MEMO_MAX = 4096  # addresses whose CIDR verdict a selection remembers; a sweep resets it
 
 SEVERITIES: dict[str, int] = {"critical": 1, "high": 1, "medium": 2, "low": 3, "info": 4}
 """Rule severity -> EVE ``alert.severity`` (Suricata's scale: 1 is the most severe)."""
@@ -74,7 +92,14 @@ class Rule:
     # Values of the protocol's index field (or event names) one of which the record must
     # carry for the rule to match; None when the rule cannot be indexed.
     index_values: frozenset[Any] | None = None
+    index_field: str = ""  # the field index_values are values of
     raw: dict[str, Any] = field(default_factory=dict)
+    threshold: Threshold | None = None
+    suppress: tuple[Suppression, ...] = ()
+    rate_limit: RateLimit = DEFAULT_RATE_LIMIT
+    tests: list[dict[str, Any]] = field(default_factory=list)
+    # Site variables the rule names but the site did not define: the rule is disabled.
+    missing_vars: frozenset[str] = frozenset()
 
     @property
     def attack(self) -> list[str]:
@@ -103,20 +128,28 @@ def _network(value: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None
     return None
 
 
+def _in_networks(v: Any, nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    try:
+        addr = ipaddress.ip_address(v)
+    except ValueError:
+        return False
+    return any(addr in n for n in nets)
+
+
 def _eq_predicate(values: list[Any], ftype: str) -> Predicate:
     if ftype == "ip":
         nets = [n for n in map(_network, values) if n is not None]
         plain = frozenset(str(v) for v in values if _network(v) is None)
         if nets:
+            seen: dict[Any, bool] = {}  # address -> verdict: parsing an address costs more
 
             def in_any(v: Any) -> bool:
-                if v in plain:
-                    return True
-                try:
-                    addr = ipaddress.ip_address(v)
-                except ValueError:
-                    return False
-                return any(addr in n for n in nets)
+                verdict = seen.get(v)
+                if verdict is None:
+                    if len(seen) >= CIDR_MEMO_MAX:
+                        seen.clear()
+                    verdict = seen[v] = v in plain or _in_networks(v, nets)
+                return verdict
 
             return in_any
         return plain.__contains__
@@ -214,24 +247,40 @@ def _any_of(pred: Predicate) -> Predicate:
     return lifted
 
 
-def _resolve_vars(value: Any, variables: dict[str, list[Any]], path: tuple[Any, ...]) -> Any:
+def _var_names(value: Any) -> list[str]:
+    """The ``$names`` a selection value refers to."""
+    values = value if isinstance(value, list) else [value]
+    return [v[1:] for v in values if isinstance(v, str) and v.startswith("$")]
+
+
+def _resolve_vars(value: Any, variables: dict[str, list[Any]]) -> Any:
     if isinstance(value, str) and value.startswith("$"):
-        if value[1:] not in variables:
-            raise CompileError(f"unknown variable {value} (define it in the variables file)", path)
         return list(variables[value[1:]])
     if isinstance(value, list):
         out: list[Any] = []
         for v in value:
-            resolved = _resolve_vars(v, variables, path)
+            resolved = _resolve_vars(v, variables)
             out.extend(resolved if isinstance(v, str) and v.startswith("$") else [resolved])
         return out
     return value
 
 
+def _never(ctx: EvalContext) -> bool:
+    return False
+
+
 def compile_entry(
-    key: str, value: Any, variables: dict[str, list[Any]], path: tuple[Any, ...]
+    key: str,
+    value: Any,
+    variables: dict[str, list[Any]],
+    path: tuple[Any, ...],
+    missing: set[str] | None = None,
 ) -> tuple[str, Matcher]:
-    """Compile one ``field|modifier: value`` entry; return the field name and its matcher."""
+    """Compile one ``field|modifier: value`` entry; return the field name and its matcher.
+
+    A ``$name`` absent from ``variables`` is added to ``missing`` (an error when ``missing``
+    is None) and the entry never matches.
+    """
     name, _, modifier = key.partition("|")
     if name not in VOCABULARY:
         raise CompileError(f"unknown field {name!r}", path)
@@ -243,7 +292,13 @@ def compile_entry(
         )
     resolved = VOCABULARY[name]
     get = resolved.get
-    value = _resolve_vars(value, variables, path)
+    undefined = [v for v in _var_names(value) if v not in variables]
+    if undefined:
+        if missing is None:
+            raise CompileError(f"unknown variable ${undefined[0]} (define it in --vars)", path)
+        missing.update(undefined)
+        return name, _never
+    value = _resolve_vars(value, variables)
     try:
         if modifier == "exists":
             want = bool(value)
@@ -264,24 +319,27 @@ def compile_entry(
 
 
 def compile_selection(
-    sel: Any, variables: dict[str, list[Any]], path: tuple[Any, ...]
+    sel: Any,
+    variables: dict[str, list[Any]],
+    path: tuple[Any, ...],
+    missing: set[str] | None = None,
 ) -> tuple[Matcher, list[str], dict[str, Any]]:
     """Compile a selection (a map, or a list of maps); return matcher, fields used, literal map."""
     if isinstance(sel, list):
         if not sel or not all(isinstance(m, dict) for m in sel):
             raise CompileError("a selection list must hold one or more maps", path)
-        parts = [compile_selection(m, variables, (*path, i)) for i, m in enumerate(sel)]
+        parts = [compile_selection(m, variables, (*path, i), missing) for i, m in enumerate(sel)]
         matchers = [p[0] for p in parts]
         fields = [f for p in parts for f in p[1]]
-        return (lambda ctx: any(m(ctx) for m in matchers)), fields, {}
+        return _any(matchers), fields, {}
     if not isinstance(sel, dict) or not sel:
         raise CompileError("a selection must be a map of field: value", path)
-    entries = [compile_entry(str(k), v, variables, (*path, k)) for k, v in sel.items()]
+    entries = [compile_entry(str(k), v, variables, (*path, k), missing) for k, v in sel.items()]
     matchers = [m for _, m in entries]
     fields = [f for f, _ in entries]
     if len(matchers) == 1:
         return matchers[0], fields, sel
-    return (lambda ctx: all(m(ctx) for m in matchers)), fields, sel
+    return _all(matchers), fields, sel
 
 
 def compile_condition(node: Node, selections: dict[str, Matcher]) -> Matcher:
@@ -293,8 +351,22 @@ def compile_condition(node: Node, selections: dict[str, Matcher]) -> Matcher:
         inner = compile_condition(node[1], selections)  # type: ignore[arg-type]
         return lambda ctx: not inner(ctx)
     parts = [compile_condition(n, selections) for n in node[1]]  # type: ignore[arg-type]
-    if kind == "and":
-        return lambda ctx: all(p(ctx) for p in parts)
+    return _all(parts) if kind == "and" else _any(parts)
+
+
+def _all(parts: list[Matcher]) -> Matcher:
+    # Two operands (``selection and not allowed``) are the common case: a plain ``and``
+    # avoids a generator per evaluation, which matters on every polled transaction.
+    if len(parts) == 2:
+        a, b = parts
+        return lambda ctx: a(ctx) and b(ctx)
+    return lambda ctx: all(p(ctx) for p in parts)
+
+
+def _any(parts: list[Matcher]) -> Matcher:
+    if len(parts) == 2:
+        a, b = parts
+        return lambda ctx: a(ctx) or b(ctx)
     return lambda ctx: any(p(ctx) for p in parts)
 
 
@@ -324,11 +396,15 @@ class RuleSet:
     """Rules indexed for evaluation. :meth:`match` is called for every record."""
 
     def __init__(self, rules: Iterable[Rule]) -> None:
-        self.rules: list[Rule] = sorted(rules, key=lambda r: r.sid)
+        everything = sorted(rules, key=lambda r: r.sid)
+        self.rules: list[Rule] = [r for r in everything if not r.missing_vars]
+        self.disabled: list[Rule] = [r for r in everything if r.missing_vars]
         self._by_event: dict[str, list[Rule]] = {}
         self._event_any: list[Rule] = []
         self._tx_index: dict[str, dict[Any, list[Rule]]] = {}
         self._tx_rest: dict[str, list[Rule]] = {}
+        # protocol -> (getter of its secondary index field, value -> rules)
+        self._tx_second: dict[str, tuple[Callable[[Any], Any], dict[Any, list[Rule]]]] = {}
         self._tx_any: list[Rule] = []  # transaction rules valid for every protocol
         for rule in self.rules:
             if rule.kind == "event":
@@ -341,6 +417,11 @@ class RuleSet:
                 self._tx_any.append(rule)
             elif rule.index_values is None:
                 self._tx_rest.setdefault(rule.protocol, []).append(rule)
+            elif rule.index_field == SECONDARY_INDEX.get(rule.protocol):
+                get2 = VOCABULARY[rule.index_field].spec.get
+                _, by_value = self._tx_second.setdefault(rule.protocol, (get2, {}))
+                for v in rule.index_values:
+                    by_value.setdefault(v, []).append(rule)
             else:
                 idx = self._tx_index.setdefault(rule.protocol, {})
                 for v in rule.index_values:
@@ -352,6 +433,14 @@ class RuleSet:
 
     def __len__(self) -> int:
         return len(self.rules)
+
+    def missing_vars(self) -> dict[str, list[str]]:
+        """Undefined variable -> ids of the rules it disables."""
+        out: dict[str, list[str]] = {}
+        for rule in self.disabled:
+            for name in sorted(rule.missing_vars):
+                out.setdefault(name, []).append(rule.id)
+        return out
 
     def match(self, record: Transaction | DecoderEvent, flow: Flow) -> list[Rule]:
         """Rules that fire on ``record`` seen in ``flow``.
@@ -373,6 +462,9 @@ class RuleSet:
             get = self._index_get.get(proto)
             if get is not None:
                 cands.extend(idx.get(get(record), ()))
+        second = self._tx_second.get(proto)
+        if second is not None:
+            cands.extend(second[1].get(second[0](record), ()))
         cands.extend(self._tx_rest.get(proto, ()))
         cands.extend(self._tx_any)
         if not cands:

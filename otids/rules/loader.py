@@ -14,7 +14,14 @@ Example::
       condition: selection
 
 Every problem is reported with ``file:line`` and a reason; a file with any error contributes
-no rule at all (nothing loads half-way).
+no rule at all (nothing loads half-way). A rule naming an undefined ``$variable`` is not an
+error: it loads disabled (see :mod:`otids.rules.engine`).
+
+Optional blocks beyond Sigma's: ``threshold``, ``suppress`` and ``rate_limit`` (see
+:mod:`otids.rules.threshold`), and ``tests``, a list of ``{capture, alerts, vars}`` run by
+``otids rules test``: the capture (and optional variables file), relative to the rule
+file's directory or to one of its parents (the repository root), gives ``alerts`` alerts of
+this rule.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import yaml
 from otids.decode.registry import BY_NAME
 from otids.rules.condition import ConditionError, parse_condition
 from otids.rules.engine import (
+    SECONDARY_INDEX,
     SEVERITIES,
     CompileError,
     Matcher,
@@ -42,6 +50,7 @@ from otids.rules.engine import (
     index_values,
 )
 from otids.rules.fields import EVENT_NAMES, VOCABULARY
+from otids.rules.threshold import parse_limits
 
 REQUIRED_KEYS = ("id", "sid", "title", "severity", "detection")
 OPTIONAL_KEYS = (
@@ -55,7 +64,11 @@ OPTIONAL_KEYS = (
     "modified",
     "status",
     "tests",
+    "threshold",
+    "suppress",
+    "rate_limit",
 )
+TEST_KEYS = ("capture", "alerts", "vars")
 RULE_SUFFIXES = (".yaml", ".yml")
 
 DEFAULT_CATEGORY = {"event": "Protocol Command Decode", "transaction": "ICS Policy Violation"}
@@ -169,7 +182,12 @@ def parse_rule(
         ):
             problem((key,), f"{key} must be a list of text")
 
-    matcher, kind, protocol, idx = _compile_detection(data.get("detection"), variables, problem)
+    missing: set[str] = set()
+    matcher, kind, protocol, idx, idx_field = _compile_detection(
+        data.get("detection"), variables, problem, missing
+    )
+    threshold, suppress, rate_limit = parse_limits(data, variables, problem, missing)
+    _check_tests(data.get("tests"), problem)
     if problems or matcher is None:
         return None, problems
     return (
@@ -188,20 +206,50 @@ def parse_rule(
             falsepositives=list(data.get("falsepositives", [])),
             source=source,
             index_values=idx,
+            index_field=idx_field,
             raw=data,
+            threshold=threshold,
+            suppress=suppress,
+            rate_limit=rate_limit,
+            tests=list(data.get("tests") or []),
+            missing_vars=frozenset(missing),
         ),
         [],
     )
 
 
+def _check_tests(tests: Any, problem: Any) -> None:
+    if tests is None:
+        return
+    if not isinstance(tests, list):
+        problem(("tests",), "tests must be a list of {capture, alerts}")
+        return
+    for i, test in enumerate(tests):
+        if not isinstance(test, dict):
+            problem(("tests", i), "a test is a map of capture, alerts and optionally vars")
+            continue
+        for key in test:
+            if key not in TEST_KEYS:
+                problem(
+                    ("tests", i, key), f"unknown test key {key!r} (known: capture, alerts, vars)"
+                )
+        if not isinstance(test.get("capture"), str):
+            problem(("tests", i), "a test needs capture: a path to a capture file")
+        alerts = test.get("alerts")
+        if not isinstance(alerts, int) or isinstance(alerts, bool) or alerts < 0:
+            problem(("tests", i), f"a test needs alerts: a count >= 0, got {alerts!r}")
+        if "vars" in test and not isinstance(test["vars"], str):
+            problem(("tests", i, "vars"), "vars must be a path to a variables file")
+
+
 def _compile_detection(
-    detection: Any, variables: dict[str, list[Any]], problem: Any
-) -> tuple[Matcher | None, str, str | None, frozenset[Any] | None]:
+    detection: Any, variables: dict[str, list[Any]], problem: Any, missing: set[str]
+) -> tuple[Matcher | None, str, str | None, frozenset[Any] | None, str]:
     if detection is None:
-        return None, "", None, None
+        return None, "", None, None, ""
     if not isinstance(detection, dict):
         problem(("detection",), "detection must be a map of selections and a condition")
-        return None, "", None, None
+        return None, "", None, None, ""
     selections: dict[str, Matcher] = {}
     literals: dict[str, dict[str, Any]] = {}
     used: list[str] = []
@@ -209,7 +257,9 @@ def _compile_detection(
         if name == "condition":
             continue
         try:
-            matcher, fields, literal = compile_selection(sel, variables, ("detection", name))
+            matcher, fields, literal = compile_selection(
+                sel, variables, ("detection", name), missing
+            )
         except CompileError as exc:
             problem(exc.path or ("detection", name), str(exc) + _field_hint(str(exc)))
             continue
@@ -219,34 +269,37 @@ def _compile_detection(
         _check_event_names(sel, ("detection", name), problem)
     if not selections and len(detection) <= 1:
         problem(("detection",), "detection has no selection")
-        return None, "", None, None
+        return None, "", None, None, ""
     condition = detection.get("condition")
     if condition is None:
         condition = " and ".join(selections)
     if not isinstance(condition, str):
         problem(("detection", "condition"), "condition must be text")
-        return None, "", None, None
+        return None, "", None, None, ""
     try:
         tree = parse_condition(condition, list(selections))
     except ConditionError as exc:
         problem(("detection", "condition"), str(exc))
-        return None, "", None, None
+        return None, "", None, None, ""
     if len(selections) != len(detection) - ("condition" in detection):
-        return None, "", None, None  # a selection failed to compile: already reported
+        return None, "", None, None, ""  # a selection failed to compile: already reported
 
     protocols = {p for p in (VOCABULARY[f].protocol for f in used) if p is not None}
     kind = "event" if "event" in used else "transaction"
     if len(protocols) > 1:
         problem(("detection",), f"a rule can test one protocol, this one tests {sorted(protocols)}")
-        return None, "", None, None
+        return None, "", None, None, ""
     protocol = next(iter(protocols), None)
-    if kind == "event":
-        idx = index_values(tree, literals, "event")
-    elif protocol is not None and BY_NAME[protocol].index_field:
-        idx = index_values(tree, literals, BY_NAME[protocol].index_field)
-    else:
-        idx = None
-    return compile_condition(tree, selections), kind, protocol, idx
+    idx_field = "event"
+    idx = index_values(tree, literals, "event") if kind == "event" else None
+    if kind == "transaction" and protocol is not None:
+        # The function code first; failing that, the secondary field (exception code).
+        candidates = (BY_NAME[protocol].index_field, SECONDARY_INDEX.get(protocol))
+        for idx_field in filter(None, candidates):
+            idx = index_values(tree, literals, idx_field)
+            if idx is not None:
+                break
+    return compile_condition(tree, selections), kind, protocol, idx, idx_field if idx else ""
 
 
 def _field_hint(message: str) -> str:
@@ -307,6 +360,17 @@ def load_rules(
     if problems:
         raise RuleLoadError(problems)
     return RuleSet(by_id.values())
+
+
+def resolve_test_path(rule_source: str, relative: str) -> Path | None:
+    """A rule test's capture or vars file: relative to the rule file's directory or to the
+    nearest parent holding it (the repository root for ``pcaps/...``); None if not found."""
+    base = Path(rule_source).resolve().parent
+    for folder in (base, *base.parents):
+        candidate = folder / relative
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def _sid_line(rule: Rule) -> int:

@@ -37,13 +37,6 @@ pytestmark = [
 
 # The connection 10.0.0.8:502 opened: Arkime's key is its SYN sender, ours the other side.
 ARKIME_REVERSED, REVERSED = ("10.0.0.8", 502), ("10.0.0.57", 4446)
-FC_SCAN = ("192.168.66.235", 2582)  # Quickdraw's function-code scan, starting at function 0
-PROBE_REJECTS_FUNCTION_0 = pytest.mark.xfail(
-    strict=True,
-    reason="the probe rejects a flow whose first request has function code 0, so the "
-    "function-code scan is only decoded after the bypassed flow idles out (see "
-    "test_modbus_quickdraw.py)",
-)
 
 
 @dataclass
@@ -103,9 +96,7 @@ def session_params() -> list[Any]:
     if not CORPUS.is_dir():
         return []
     return [
-        pytest.param(
-            key, id=f"{key[0]}:{key[1]}", marks=[PROBE_REJECTS_FUNCTION_0] if key == FC_SCAN else []
-        )
+        pytest.param(key, id=f"{key[0]}:{key[1]}")
         for key in sorted(arkime_sessions())
         if key != ARKIME_REVERSED
     ]
@@ -124,13 +115,6 @@ QUERY = re.compile(r"(protocols|modbus\.(\w+?)(\.cnt)?)(==|>)(\w+)$")
 OPERATORS = {"==": operator.eq, ">": operator.gt}
 # Queries the reversed session makes Arkime count once more than us (exception codes 5, 6).
 REVERSED_QUERIES = {"modbus.exccode>0": 2, "modbus.exccode==5": 0}
-# Queries that count the function-code scan's early function codes.
-SCAN_QUERIES = {
-    "modbus.funccode==2",
-    "modbus.funccode==4",
-    "modbus.funccode==6",
-    "modbus.funccode==8",
-}
 
 
 def count_tests() -> list[Any]:
@@ -142,10 +126,7 @@ def count_tests() -> list[Any]:
         if match is None:
             continue
         count, query = int(match[1]), match[2]
-        marks = [PROBE_REJECTS_FUNCTION_0] if query in SCAN_QUERIES else []
-        params.append(
-            pytest.param(query, REVERSED_QUERIES.get(query, count), id=query, marks=marks)
-        )
+        params.append(pytest.param(query, REVERSED_QUERIES.get(query, count), id=query))
     return params
 
 

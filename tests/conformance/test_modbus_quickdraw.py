@@ -39,13 +39,6 @@ NON_MODBUS_TRAFFIC = 9101009
 POINT_SCAN = 9101110
 FUNCTION_CODE_SCAN = 9101111
 
-PROBE_REJECTS_FUNCTION_0 = pytest.mark.xfail(
-    strict=True,
-    reason="otids/decode/modbus/framer.py probe() rejects function code 0, so the function-"
-    "code scan (its first request is function 0) is called non-Modbus and bypassed; only "
-    "the part after the bypassed flow idles out (60 s) is decoded",
-)
-
 
 def alerts_by_sid(sink: Any) -> Counter[int]:
     return Counter(alert["alert"]["signature_id"] for alert in sink.of("alert"))
@@ -74,7 +67,6 @@ def test_part1_alerts_per_rule(run_analysis: Analyse) -> None:
     }
 
 
-@PROBE_REJECTS_FUNCTION_0
 def test_part2_function_code_scan_is_decoded(run_analysis: Analyse) -> None:
     """Each function code 0..127 is requested once by 192.168.66.235:2582; Zeek logged 141
     Modbus messages of that session (automayt logs), one per transaction of ours."""
@@ -92,7 +84,6 @@ def test_part2_function_code_scan_is_decoded(run_analysis: Analyse) -> None:
     assert [a for a in sink.of("alert") if a["alert"]["signature_id"] == NON_MODBUS_TRAFFIC] == []
 
 
-@PROBE_REJECTS_FUNCTION_0
 def test_part2_alerts_per_rule(run_analysis: Analyse) -> None:
     """The counts a probe that accepts function 0 gives (checked by patching the probe)."""
     sink = run_analysis([QUICKDRAW / "modbus_test_data_part2.pcap"])

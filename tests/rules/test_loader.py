@@ -97,7 +97,7 @@ def test_good_rule_compiles_and_is_indexed() -> None:
             "did you mean 'modbus.invalid_length'",
         ),
         (_rule("selection:\n  modbus.address|range: [10, 2]"), 7, "above high"),
-        (_rule("selection:\n  modbus.unit: $unknown_list"), 7, "unknown variable $unknown_list"),
+        (_rule("selection:\n  modbus.unit: $clients\n  modbus.nit: 1"), 8, "unknown field"),
         (_rule("a:\n  modbus.unit: 1\nb:\n  dnp3.func: 1"), 5, "one protocol"),
     ],
 )

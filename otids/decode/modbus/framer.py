@@ -34,6 +34,10 @@ REQUEST_CODES = frozenset(range(1, 128))
 RESPONSE_CODES = REQUEST_CODES | frozenset(code | 0x80 for code in REQUEST_CODES)
 VALID_CODES = (REQUEST_CODES, RESPONSE_CODES)  # indexed by Direction
 
+# Invalid function codes a probe still accepts when the frame chains: a function-code scan
+# starts at 0, and an honest server answers it with 0x80 (exception bit on function 0).
+_SCAN_START = frozenset({0x00, 0x80})
+
 # What a plausible header looks like at offset +2: protocol id 0 and a length below 256.
 _ZERO_PROTOCOL = b"\x00\x00\x00"
 
@@ -48,8 +52,25 @@ def plausible(data: bytes, offset: int, direction: Direction) -> bool:
     )
 
 
+def chained(data: bytes, offset: int, direction: Direction) -> bool | None:
+    """Whether the frame whose header is at ``offset`` is confirmed by what follows it.
+
+    True when its length ends exactly at the end of ``data`` or lands on another plausible
+    header; False when it lands on bytes that cannot start a header; None when the data ends
+    too early to tell. Eight bytes of header alone are weak evidence (a random binary
+    protocol matches them now and then); a frame that chains to the next is strong.
+    """
+    end = offset + 6 + _HEADER.unpack_from(data, offset)[2]
+    if end == len(data):
+        return True
+    if end + HEADER_SIZE > len(data):
+        return None
+    return plausible(data, end, direction)
+
+
 def find_header(data: bytes, start: int, direction: Direction) -> int:
-    """Offset of the first plausible header at or after ``start``, or -1.
+    """Offset of the first plausible header at or after ``start`` whose frame does not
+    chain to garbage (see :func:`chained`), or -1.
 
     Looks only where the protocol id and the length's high byte are zero (``bytes.find``
     runs in C), so the scan is linear in the data and cheap on non-Modbus bytes.
@@ -58,7 +79,11 @@ def find_header(data: bytes, start: int, direction: Direction) -> int:
     end = len(data)
     position = data.find(_ZERO_PROTOCOL, start + 2)
     while 0 <= position <= end - 6:  # the function code is at position + 5
-        if MIN_LENGTH <= data[position + 3] <= MAX_LENGTH and data[position + 5] in codes:
+        if (
+            MIN_LENGTH <= data[position + 3] <= MAX_LENGTH
+            and data[position + 5] in codes
+            and chained(data, position - 2, direction) is not False
+        ):
             return position - 2
         position = data.find(_ZERO_PROTOCOL, position + 1)
     return -1
@@ -68,11 +93,22 @@ def probe(data: bytes, direction: Direction) -> ProbeResult:
     """Recognise Modbus/TCP from the first bytes of one direction of a flow.
 
     MATCH when the first 8 bytes are a plausible header (protocol id 0, length 2..254, a
-    function code valid for the direction); NEED_MORE under 8 bytes.
+    function code valid for the direction); NEED_MORE under 8 bytes. A header whose function
+    code is invalid (0 starts the usual function-code scan) matches only when its frame
+    chains (:func:`chained`), so a scan is recognised without taking every binary protocol
+    with two zero bytes for Modbus.
     """
     if len(data) < HEADER_SIZE:
         return ProbeResult.NEED_MORE
-    return ProbeResult.MATCH if plausible(data, 0, direction) else ProbeResult.NO_MATCH
+    if plausible(data, 0, direction):
+        return ProbeResult.MATCH
+    _, protocol, length, _, function = _HEADER.unpack_from(data, 0)
+    if protocol != 0 or not MIN_LENGTH <= length <= MAX_LENGTH or function not in _SCAN_START:
+        return ProbeResult.NO_MATCH
+    verdict = chained(data, 0, direction)
+    if verdict is None:
+        return ProbeResult.NEED_MORE
+    return ProbeResult.MATCH if verdict else ProbeResult.NO_MATCH
 
 
 class Framer:

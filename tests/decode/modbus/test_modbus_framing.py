@@ -176,7 +176,13 @@ def test_datagrams_are_self_contained() -> None:
         (EXCEPTION_RESPONSE, Q, ProbeResult.NO_MATCH),  # a request never has bit 0x80
         (READ_REQUEST[:7], Q, ProbeResult.NEED_MORE),
         (b"", Q, ProbeResult.NEED_MORE),
-        (READ_REQUEST[:7] + b"\x00", Q, ProbeResult.NO_MATCH),  # function 0
+        (READ_REQUEST[:7] + b"\x00", Q, ProbeResult.NEED_MORE),  # function 0: frame must chain
+        (READ_REQUEST[:5] + b"\x02" + READ_REQUEST[6:7] + b"\x00", Q, ProbeResult.MATCH),  # a scan
+        (
+            READ_REQUEST[:5] + b"\x02" + READ_REQUEST[6:7] + b"\x00GET / HTTP/1.1",
+            Q,
+            ProbeResult.NO_MATCH,
+        ),
         (HTTP_GET, Q, ProbeResult.NO_MATCH),
         (TLS_CLIENT_HELLO, Q, ProbeResult.NO_MATCH),
         (SSL3_CLIENT_HELLO, Q, ProbeResult.NO_MATCH),
