@@ -49,7 +49,10 @@ def load_variables(path: str | None) -> dict[str, list[Any]]:
     except (OSError, UnicodeDecodeError) as exc:
         _fail(f"cannot read variables file {path}: {exc}")
     except yaml.YAMLError as exc:
-        _fail(f"variables file {path} is not valid YAML: {exc}")
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else path
+        reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        _fail(f"variables file {where}: not valid YAML: {reason}")
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -72,7 +75,6 @@ def build_ruleset(
         for problem in exc.problems:
             click.echo(f"otids: rule error: {problem}", err=True)
         _fail(f"{len(exc.problems)} rule error(s); no rule was loaded")
-    _warn_disabled(ruleset)
     return ruleset
 
 
@@ -142,6 +144,10 @@ def read(
         except CaptureError as exc:
             _warn(str(exc))
             code = EXIT_BAD_INPUT
+    if not good:
+        sys.exit(EXIT_BAD_INPUT)
+    if not quiet:
+        _warn_disabled(ruleset)
     if json_out not in (None, "-"):
         try:
             JsonLinesSink(json_out).close()  # create or truncate; every writer appends
@@ -214,6 +220,8 @@ def _analyse(
             with reader:
                 pipeline.files += 1
                 pipeline.run(_with_progress(reader, path, quiet or not report))
+                if reader.damaged:
+                    code = EXIT_BAD_INPUT
                 if reader.warning:
                     done = f"{reader.records} records before it were analysed"
                     msg = f"{path}: {reader.warning}; {done}"
@@ -281,6 +289,7 @@ def rules_list(rule_dirs: tuple[str, ...], no_default_rules: bool, vars_file: st
     from rich.table import Table
 
     ruleset = build_ruleset(rule_dirs, not no_default_rules, load_variables(vars_file))
+    _warn_disabled(ruleset)
     table = Table(title=f"{len(ruleset)} rules", title_justify="left")
     for col in ("sid", "id", "severity", "ATT&CK", "title"):
         table.add_column(col, justify="right" if col == "sid" else "left")

@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from otids.alerts.eve import alert_record, stats_record, transaction_record
+from otids.alerts.eve import alert_record, stats_record, transaction_records
 from otids.alerts.sinks import Sink
 from otids.capture.flow import Flow, FlowTable
 from otids.capture.link import PacketDecoder
@@ -189,15 +189,20 @@ class Pipeline:
         probing = flow.app
         if not isinstance(probing, _Probing):
             owner = self._owner(flow)
-            probing = _Probing([owner] if owner is not None else list(self.protocols))
+            probing = _Probing([owner[0]] if owner is not None else list(self.protocols))
             flow.app = probing
         probing.chunks.append((direction, data, ts))
         probing.size += len(data)
         self._probe(flow, probing, direction, ts, final=probing.size >= PROBE_LIMIT)
 
-    def _owner(self, flow: Flow) -> ProtocolSpec | None:
+    def _owner(self, flow: Flow) -> tuple[ProtocolSpec, int] | None:
+        """The protocol owning one of the flow's ports (the server's first), and that port."""
         owners = self._tcp_owner if flow.proto == PROTO_TCP else self._udp_owner
-        return owners.get(flow.server_port) or owners.get(flow.client_port)
+        for port in (flow.server_port, flow.client_port):
+            spec = owners.get(port)
+            if spec is not None:
+                return spec, port
+        return None
 
     def _probe(
         self, flow: Flow, probing: _Probing, direction: Direction, ts: float, final: bool
@@ -223,16 +228,27 @@ class Pipeline:
         self.flows.bypass(flow)
         owner = self._owner(flow)
         if owner is not None:
+            spec, port = owner
             head = joined[:16].hex(" ")
-            detail = f"traffic on port {flow.server_port} is not {owner.name} (starts {head})"
-            self._event(flow, DecoderEvent(owner.port_mismatch_event, direction, ts, detail))
+            detail = f"traffic on port {port} is not {spec.name} (starts {head})"
+            self._event(flow, DecoderEvent(spec.port_mismatch_event, direction, ts, detail))
 
     def _activate(self, flow: Flow, spec: ProtocolSpec, probing: _Probing) -> None:
         parser: AppParser = spec.parser_factory(flow.proto == PROTO_UDP)
         flow.app = parser
         flow.app_state = ACTIVE
         self.app_stats[spec.name].flows += 1
+        midstream = flow.proto == PROTO_TCP and not flow.syn_seen
+        started: set[Direction] = set()
         for direction, data, ts in probing.chunks:
+            if midstream and direction not in started:
+                started.add(direction)
+                # Picked up midstream, this direction may start inside a message: if its
+                # first bytes are not a message start, resynchronise as after a gap, without
+                # the gap's event (nothing was lost that this capture could have held).
+                joined = b"".join(c for d, c, _ in probing.chunks if d == direction)
+                if spec.probe(joined, direction) is not ProbeResult.MATCH:
+                    parser.gap(direction, ts)
             self._records(flow, parser.feed(direction, data, ts), ts)
 
     # --- records ---------------------------------------------------------------------------
@@ -272,7 +288,8 @@ class Pipeline:
             if error is not None:
                 row[1] += 1
         if self.log_transactions:
-            self.sink.handle(transaction_record(flow, tx))
+            for record in transaction_records(flow, tx):
+                self.sink.handle(record)
 
     # --- end -------------------------------------------------------------------------------
 

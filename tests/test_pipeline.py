@@ -313,12 +313,6 @@ def test_flow_whose_first_packet_goes_server_to_client(
     assert (unsolicited["src_port"], unsolicited["dest_port"]) == (MODBUS_PORT, CLIENT_PORT)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a flow picked up midstream inside an ADU is framed from its first byte: the "
-    "tail of the cut ADU raises modbus.invalid_protocol_id and resynchronisation makes up "
-    "a phantom transaction, instead of resynchronising silently as after a gap",
-)
 def test_midstream_start_inside_an_adu(tmp_path: Path, run_analysis: Analyse) -> None:
     s = Session()
     s.open()
@@ -337,11 +331,6 @@ def test_midstream_start_inside_an_adu(tmp_path: Path, run_analysis: Analyse) ->
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Pipeline._probe names flow.server_port in the modbus.non_modbus_traffic detail, "
-    "which is the other side's port when the Modbus port opened the connection",
-)
 def test_non_modbus_detail_names_the_modbus_port(tmp_path: Path, run_analysis: Analyse) -> None:
     """The host on port 502 opens the connection (its SYN makes it the client) and sends an
     exception response, as in Quickdraw's modbus_test_data_part1: not a Modbus request, so

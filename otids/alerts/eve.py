@@ -72,12 +72,16 @@ def _header(
     }
 
 
-def transaction_record(flow: Flow, tx: Transaction) -> EveRecord:
-    """The ``event_type: <protocol>`` record of one finished transaction (client to server)."""
-    rec = _header(tx.protocol, tx.ts, flow, Direction.TO_SERVER, tx.protocol)
-    rec["tx_id"] = tx.tx_id
-    rec[tx.protocol] = tx.eve()
-    return rec
+def transaction_records(flow: Flow, tx: Transaction) -> list[EveRecord]:
+    """The ``event_type: <protocol>`` records of one finished transaction, oriented client
+    to server as Suricata writes them (a response's record too)."""
+    records = []
+    for ts, obj in tx.eve_records():
+        rec = _header(tx.protocol, ts, flow, Direction.TO_SERVER, tx.protocol)
+        rec["tx_id"] = tx.tx_id
+        rec[tx.protocol] = obj
+        records.append(rec)
+    return records
 
 
 def alert_record(

@@ -154,6 +154,7 @@ class CaptureReader:
         self.path = os.fspath(path)
         self.records = 0
         self.warning: str | None = None
+        self.damaged = False  # the file is corrupt (not just cut short): see _stop
         self._buf = b""
         self._pos = 0  # next unread byte of _buf
         self._base = 0  # stream offset of _buf[0]
@@ -274,12 +275,17 @@ class CaptureReader:
         self._buf = b"".join(chunks)
         return have >= need
 
-    def _stop(self, reason: str | None) -> None:
-        """End iteration: record why (a read error takes precedence)."""
+    def _stop(self, reason: str | None, damaged: bool | None = None) -> None:
+        """End iteration: record why (a read error takes precedence). ``damaged``: the file
+        is corrupt, not merely cut short (a truncated tail is what an interrupted capture
+        leaves; an absurd length or a broken block is bad input)."""
         self.warning = self._stream_error or reason
+        if damaged is None:
+            damaged = reason is not None  # None: the normal end of the file
+        self.damaged = self.damaged or damaged or self._stream_error is not None
 
     def _truncated(self) -> None:
-        self._stop(f"truncated record at byte offset {self._base + self._pos}")
+        self._stop(f"truncated record at byte offset {self._base + self._pos}", damaged=False)
 
     # -- pcap ------------------------------------------------------------------------------
 

@@ -86,6 +86,13 @@ class Transaction:
         """The protocol object written under ``event_type`` in the JSON log."""
         raise NotImplementedError
 
+    def eve_records(self) -> list[tuple[float, dict[str, Any]]]:
+        """This transaction's records in the ``event_type: <protocol>`` log, as
+        ``(timestamp, protocol object)`` pairs: one, ``(ts, eve())``, unless the protocol's
+        reference log has a record per message (DNP3: Suricata logs requests and responses
+        apart)."""
+        return [(self.ts, self.eve())]
+
     def summary(self) -> tuple[str, str | None]:
         """``(function, error)`` for statistics and the console: what the transaction did
         (e.g. ``"3 read_holding_registers"``) and the error the server answered, if any

@@ -69,24 +69,27 @@ def chained(data: bytes, offset: int, direction: Direction) -> bool | None:
 
 
 def find_header(data: bytes, start: int, direction: Direction) -> int:
-    """Offset of the first plausible header at or after ``start`` whose frame does not
-    chain to garbage (see :func:`chained`), or -1.
+    """Offset of the best plausible header at or after ``start``, or -1.
 
-    Looks only where the protocol id and the length's high byte are zero (``bytes.find``
-    runs in C), so the scan is linear in the data and cheap on non-Modbus bytes.
+    The first candidate whose frame is confirmed (:func:`chained` is True) wins; failing
+    that, the first that cannot be judged yet (None); candidates whose frame lands on
+    garbage are skipped. Looks only where the protocol id and the length's high byte are
+    zero (``bytes.find`` runs in C), so the scan is linear in the data and cheap on
+    non-Modbus bytes.
     """
     codes = VALID_CODES[direction]
     end = len(data)
+    fallback = -1
     position = data.find(_ZERO_PROTOCOL, start + 2)
     while 0 <= position <= end - 6:  # the function code is at position + 5
-        if (
-            MIN_LENGTH <= data[position + 3] <= MAX_LENGTH
-            and data[position + 5] in codes
-            and chained(data, position - 2, direction) is not False
-        ):
-            return position - 2
+        if MIN_LENGTH <= data[position + 3] <= MAX_LENGTH and data[position + 5] in codes:
+            verdict = chained(data, position - 2, direction)
+            if verdict:
+                return position - 2
+            if verdict is None and fallback < 0:
+                fallback = position - 2
         position = data.find(_ZERO_PROTOCOL, position + 1)
-    return -1
+    return fallback
 
 
 def probe(data: bytes, direction: Direction) -> ProbeResult:
