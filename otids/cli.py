@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -84,6 +84,21 @@ def _warn_disabled(ruleset: RuleSet) -> None:
         _warn(f"${name} is not defined (--vars): rule(s) disabled: {', '.join(ids)}")
 
 
+def _rule_source_options(command: Callable[..., None]) -> Callable[..., None]:
+    """``--rules`` (repeatable) and ``--no-default-rules``, shared by the commands that load
+    rules."""
+    command = click.option(
+        "--no-default-rules", is_flag=True, help="Do not load the embedded rule set."
+    )(command)
+    return click.option(
+        "--rules",
+        "rule_dirs",
+        multiple=True,
+        type=click.Path(exists=True),
+        help="Rule file or directory, in addition to the embedded rules (repeatable).",
+    )(command)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="otids")
 def main() -> None:
@@ -92,14 +107,7 @@ def main() -> None:
 
 @main.command()
 @click.argument("captures", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option(
-    "--rules",
-    "rule_dirs",
-    multiple=True,
-    type=click.Path(exists=True),
-    help="Rule file or directory, in addition to the embedded rules (repeatable).",
-)
-@click.option("--no-default-rules", is_flag=True, help="Do not load the embedded rule set.")
+@_rule_source_options
 @click.option(
     "--vars",
     "vars_file",
@@ -274,14 +282,7 @@ def rules() -> None:
 
 
 @rules.command("list")
-@click.option(
-    "--rules",
-    "rule_dirs",
-    multiple=True,
-    type=click.Path(exists=True),
-    help="Rule file or directory, in addition to the embedded rules (repeatable).",
-)
-@click.option("--no-default-rules", is_flag=True, help="Do not list the embedded rule set.")
+@_rule_source_options
 @click.option("--vars", "vars_file", type=click.Path(exists=True, dir_okay=False))
 def rules_list(rule_dirs: tuple[str, ...], no_default_rules: bool, vars_file: str | None) -> None:
     """Show the loaded rules: id, sid, severity, ATT&CK techniques, title."""
@@ -353,14 +354,7 @@ def _alert_counts(
 
 
 @rules.command("test")
-@click.option(
-    "--rules",
-    "rule_dirs",
-    multiple=True,
-    type=click.Path(exists=True),
-    help="Rule file or directory, in addition to the embedded rules (repeatable).",
-)
-@click.option("--no-default-rules", is_flag=True, help="Do not test the embedded rule set.")
+@_rule_source_options
 def rules_test(rule_dirs: tuple[str, ...], no_default_rules: bool) -> None:
     """Run every rule's tests (capture -> expected alert count); exit 1 on any failure.
 

@@ -8,8 +8,11 @@ byte for byte on every run.
 
 from __future__ import annotations
 
+import argparse
 import enum
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
@@ -140,3 +143,18 @@ def write(path: Path, packets: list[Packet]) -> None:
     """Write ``packets`` as a pcap (Ethernet link type), creating the directory."""
     path.parent.mkdir(parents=True, exist_ok=True)
     wrpcap(str(path), packets)
+
+
+def run(doc: str, default_out: Path, build: Callable[[], Any]) -> None:
+    """The command line every crafted-capture script shares: ``--out FILE`` and ``--list``
+    (print the first packet of each marked step), then write the session's packets."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=default_out, help="pcap file to write")
+    parser.add_argument("--list", action="store_true", help="print each step's first packet")
+    args = parser.parse_args()
+    session = build()
+    write(args.out, session.packets)
+    if args.list:
+        for first, label in session.marks:
+            print(f"packet {first:3}: {label}")
+    print(f"{args.out}: {len(session.packets)} packets, {len(session.marks)} marked steps")

@@ -18,11 +18,10 @@ Usage: python scripts/pcaps/dnp3_malformed.py [--out pcaps/dnp3-malformed.pcap] 
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from crafted import Side, TcpSession, write
+from crafted import Side, TcpSession, run
 from dnp3_crafted import (
     DNP3_PORT,
     MASTER_ADDRESS,
@@ -237,16 +236,7 @@ def build() -> TcpSession:
 
 def main() -> None:
     """Parse the options, write the capture."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="pcap file to write")
-    parser.add_argument("--list", action="store_true", help="print each exchange's packets")
-    args = parser.parse_args()
-    session = build()
-    write(args.out, session.packets)
-    if args.list:
-        for first, label in session.marks:
-            print(f"packet {first:3}: {label}")
-    print(f"{args.out}: {len(session.packets)} packets, {len(EXCHANGES)} exchanges")
+    run(__doc__, DEFAULT_OUT, build)
 
 
 if __name__ == "__main__":

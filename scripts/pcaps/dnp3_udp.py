@@ -18,11 +18,10 @@ Usage: python scripts/pcaps/dnp3_udp.py [--out pcaps/dnp3-udp.pcap] [--list]
 
 from __future__ import annotations
 
-import argparse
 import struct
 from pathlib import Path
 
-from crafted import Side, write
+from crafted import Side, run
 from dnp3_crafted import (
     MASTER_ADDRESS,
     MASTER_CONTROL,
@@ -125,16 +124,7 @@ def build() -> UdpSession:
 
 def main() -> None:
     """Parse the options, write the capture."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="pcap file to write")
-    parser.add_argument("--list", action="store_true", help="print each step's packets")
-    args = parser.parse_args()
-    session = build()
-    write(args.out, session.packets)
-    if args.list:
-        for first, label in session.marks:
-            print(f"packet {first:3}: {label}")
-    print(f"{args.out}: {len(session.packets)} datagrams")
+    run(__doc__, DEFAULT_OUT, build)
 
 
 if __name__ == "__main__":
