@@ -426,10 +426,23 @@ class RuleSet:
                 idx = self._tx_index.setdefault(rule.protocol, {})
                 for v in rule.index_values:
                     idx.setdefault(v, []).append(rule)
-        self._index_get = {
-            name: (VOCABULARY[spec.index_field].spec.get if spec.index_field else None)
-            for name, spec in BY_NAME.items()
-        }
+        # Per protocol, everything match() needs in one tuple: (primary index getter, its
+        # value -> rules, secondary getter, its value -> rules, rules checked on every
+        # transaction). Looked up once per record.
+        self._plans: dict[
+            str, tuple[Any, dict[Any, list[Rule]], Any, dict[Any, list[Rule]], list[Rule]]
+        ] = {}
+        for name, spec in BY_NAME.items():
+            get1 = VOCABULARY[spec.index_field].spec.get if spec.index_field else None
+            second: tuple[Any, dict[Any, list[Rule]]] = self._tx_second.get(name, (None, {}))
+            get2, idx2 = second
+            self._plans[name] = (
+                get1,
+                self._tx_index.get(name, {}) if get1 is not None else {},
+                get2,
+                idx2,
+                [*self._tx_rest.get(name, ()), *self._tx_any],
+            )
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -455,18 +468,17 @@ class RuleSet:
                 return []
             ctx = EvalContext(record, flow)
             return [r for r in cands if r.match(ctx)]
-        proto = record.protocol
-        cands = []
-        idx = self._tx_index.get(proto)
-        if idx:
-            get = self._index_get.get(proto)
-            if get is not None:
-                cands.extend(idx.get(get(record), ()))
-        second = self._tx_second.get(proto)
-        if second is not None:
-            cands.extend(second[1].get(second[0](record), ()))
-        cands.extend(self._tx_rest.get(proto, ()))
-        cands.extend(self._tx_any)
+        plan = self._plans.get(record.protocol)
+        if plan is None:
+            cands = self._tx_any
+        else:
+            get1, idx1, get2, idx2, rest = plan
+            first = idx1.get(get1(record)) if idx1 else None
+            second = idx2.get(get2(record)) if idx2 else None
+            if first is None and second is None:
+                cands = rest
+            else:
+                cands = [*(first or ()), *(second or ()), *rest]
         if not cands:
             return []
         ctx = EvalContext(record, flow)
