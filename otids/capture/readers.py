@@ -275,6 +275,18 @@ class CaptureReader:
         self._buf = b"".join(chunks)
         return have >= need
 
+    def _refill(self, pos: int, need: int) -> bool:
+        """Continue from ``pos`` with at least ``need`` bytes buffered; at the end of the file
+        stop (cleanly, or as truncated when a partial record is left) and return False."""
+        self._pos = pos
+        if self._fill(need):
+            return True
+        if len(self._buf) > self._pos:
+            self._truncated()
+        else:
+            self._stop(None)
+        return False
+
     def _stop(self, reason: str | None, damaged: bool | None = None) -> None:
         """End iteration: record why (a read error takes precedence). ``damaged``: the file
         is corrupt, not merely cut short (a truncated tail is what an interrupted capture
@@ -306,12 +318,7 @@ class CaptureReader:
         size = len(buf)
         while True:
             if pos + PCAP_RECORD_HEADER > size:
-                self._pos = pos
-                if not self._fill(PCAP_RECORD_HEADER):
-                    if len(self._buf) > self._pos:
-                        self._truncated()
-                    else:
-                        self._stop(None)
+                if not self._refill(pos, PCAP_RECORD_HEADER):
                     return
                 buf = self._buf
                 pos = self._pos
@@ -358,12 +365,7 @@ class CaptureReader:
         size = len(buf)
         while True:
             if pos + MIN_BLOCK > size:
-                self._pos = pos
-                if not self._fill(MIN_BLOCK):
-                    if len(self._buf) > self._pos:
-                        self._truncated()
-                    else:
-                        self._stop(None)
+                if not self._refill(pos, MIN_BLOCK):
                     return
                 buf = self._buf
                 pos = self._pos
