@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from zeek_baselines import zeek_response_headers
 
 from otids.decode.dnp3.functions import function_name
 from otids.decode.dnp3.iin import Iin
@@ -133,22 +134,6 @@ detection:
 """
 
 
-def zeek_response_headers(test: str) -> tuple[list[tuple[int, ...]], int]:
-    """Object headers of the responses in Zeek's event output, and its data object count."""
-    headers, is_response, data_objects = [], False, 0
-    for line in (ZEEK / test / "baseline.output").read_text().splitlines():
-        fields = [f.strip() for f in line.split(",")]
-        if fields[0] == "dnp3_application_request_header":
-            is_response = False
-        elif fields[0] == "dnp3_application_response_header":
-            is_response = True
-        elif fields[0] == "dnp3_object_header" and is_response:
-            headers.append(tuple(int(f) for f in fields[2:]))
-        elif fields[0] == "dnp3_response_data_object":
-            data_objects += 1
-    return headers, data_objects
-
-
 @pytest.mark.parametrize(
     ("test", "proto"), [("dnp3.dnp3_link_only", "TCP"), ("dnp3.dnp3_udp_read", "UDP")]
 )
@@ -162,7 +147,7 @@ def test_large_response_reassembled(
     response = alert["dnp3"]["response"]
     assert response["fragments"] == 2 and response["application"]["complete"] is True
     objects = response["application"]["objects"]
-    headers, data_objects = zeek_response_headers(test)
+    headers, data_objects = zeek_response_headers(ZEEK / test)
     # Zeek: object type (group << 8 | variation), qualifier, number, range low, high.
     assert [
         (o["group"] << 8 | o["variation"], o["qualifier"], o["count"], o["start"], o["stop"])

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from zeek_baselines import zeek_log, zeek_value
 
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
 ZEEK = CORPUS / "zeek"
@@ -27,29 +28,6 @@ pytestmark = [
 
 Analyse = Callable[..., Any]
 Key = tuple[str, int, int]  # client address, transaction id, unit id
-
-
-def zeek_log(path: Path) -> list[dict[str, str]]:
-    """Rows of a Zeek TSV log as dicts of raw strings."""
-    fields: list[str] = []
-    rows = []
-    for line in path.read_text().splitlines():
-        if line.startswith("#fields"):
-            fields = line.split("\t")[1:]
-        elif line and not line.startswith("#"):
-            rows.append(dict(zip(fields, line.split("\t"), strict=True)))
-    return rows
-
-
-def zeek_value(text: str) -> Any:
-    """A Zeek cell: unset (None), empty vector, count, vector of counts, or text."""
-    if text == "-":
-        return None
-    if text == "(empty)":
-        return []
-    if "," in text:
-        return [int(item) for item in text.split(",")]
-    return int(text) if text.isdigit() else text
 
 
 def zeek_vector(text: str) -> list[int] | None:

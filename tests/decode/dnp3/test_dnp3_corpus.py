@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from zeek_baselines import zeek_response_headers
 
 from otids.decode.base import DecoderEvent, Direction, ProbeResult, Record
 from otids.decode.dnp3 import Dnp3Parser, Dnp3Transaction, probe
@@ -281,22 +282,6 @@ def test_zeek_dnp3_log(test: str) -> None:
 # -- 3. Large responses reassembled completely ---------------------------------------------
 
 
-def zeek_response_headers(test: str) -> tuple[list[tuple[int, ...]], int]:
-    """Object headers of the responses in Zeek's event output, and its data object count."""
-    headers, is_response, data_objects = [], False, 0
-    for line in (ZEEK / test / "baseline.output").read_text().splitlines():
-        fields = [f.strip() for f in line.split(",")]
-        if fields[0] == "dnp3_application_request_header":
-            is_response = False
-        elif fields[0] == "dnp3_application_response_header":
-            is_response = True
-        elif fields[0] == "dnp3_object_header" and is_response:
-            headers.append(tuple(int(f) for f in fields[2:]))
-        elif fields[0] == "dnp3_response_data_object":
-            data_objects += 1
-    return headers, data_objects
-
-
 @pytest.mark.parametrize("test", ["dnp3.dnp3_link_only", "dnp3.dnp3_udp_read"])
 def test_large_response_reassembles(test: str) -> None:
     (dissected,) = dissect(ZEEK / test / "trace.pcap")
@@ -309,7 +294,7 @@ def test_large_response_reassembles(test: str) -> None:
         for msg in tx.responses
         for obj in msg.objects
     ]
-    headers, data_objects = zeek_response_headers(test)
+    headers, data_objects = zeek_response_headers(ZEEK / test)
     assert ours == headers
     # Zeek counts a data object per point, but per octet for packed g1v1; we decode
     # 1024 + 512 + 276 + 224 + 100 = 2136 points, its 1240 "objects".

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from zeek_baselines import zeek_log, zeek_value
 
 from otids.decode.base import DecoderEvent, Direction, ProbeResult, Record
 from otids.decode.modbus import ModbusParser, ModbusTransaction, probe
@@ -84,29 +85,6 @@ def finished(records: list[Record]) -> list[ModbusTransaction]:
         if isinstance(record, ModbusTransaction) and record.done:
             seen.setdefault(id(record), record)
     return list(seen.values())
-
-
-def zeek_log(path: Path) -> list[dict[str, str]]:
-    """Rows of a Zeek TSV log as dicts of raw strings."""
-    fields: list[str] = []
-    rows = []
-    for line in path.read_text().splitlines():
-        if line.startswith("#fields"):
-            fields = line.split("\t")[1:]
-        elif line and not line.startswith("#"):
-            rows.append(dict(zip(fields, line.split("\t"), strict=True)))
-    return rows
-
-
-def zeek_value(text: str) -> Any:
-    """A Zeek log cell: unset, an empty vector, a count, or a vector of counts."""
-    if text == "-":
-        return None
-    if text == "(empty)":
-        return []
-    if "," in text:
-        return [int(item) for item in text.split(",")]
-    return int(text) if text.isdigit() else text
 
 
 # Zeek / ICSNPP spell two function names the old way.
