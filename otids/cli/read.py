@@ -1,0 +1,171 @@
+"""``otids read``: offline analysis of capture files."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from otids.alerts.eve import stats_record
+from otids.alerts.sinks import SinkSet
+from otids.capture.readers import CaptureError, CaptureReader, open_capture
+from otids.cli.app import main
+from otids.cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    build_ruleset,
+    fail,
+    load_variables,
+    rule_source_options,
+    warn,
+    warn_disabled,
+)
+from otids.cli.outputs import Outputs, output_options
+from otids.pipeline import Pipeline
+from otids.rules.engine import RuleSet
+from otids.workers import auto_workers, merge_stats, run_workers
+
+# A capture smaller than this is over before a progress bar would be read.
+PROGRESS_MIN_BYTES = 32 * 1024 * 1024
+
+
+@main.command()
+@click.argument("captures", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@rule_source_options
+@click.option(
+    "--vars",
+    "vars_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Site variables file (YAML): named lists such as modbus_clients.",
+)
+@output_options
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default="0 = auto",
+    help="Processes sharing the flows (0: one per CPU for large captures).",
+)
+def read(
+    captures: tuple[str, ...],
+    rule_dirs: tuple[str, ...],
+    no_default_rules: bool,
+    vars_file: str | None,
+    outputs: Outputs,
+    workers: int,
+) -> None:
+    """Analyse pcap/pcapng capture files (gzip accepted), in the order given."""
+    variables = load_variables(vars_file)
+    ruleset = build_ruleset(rule_dirs, not no_default_rules, variables)
+    code = EXIT_OK
+    good: list[str] = []
+    for path in captures:  # unreadable captures are reported once, before any work
+        try:
+            open_capture(path).close()
+            good.append(path)
+        except CaptureError as exc:
+            warn(str(exc))
+            code = EXIT_BAD_INPUT
+    if not good:
+        sys.exit(EXIT_BAD_INPUT)
+    if not outputs.quiet:
+        warn_disabled(ruleset)
+    outputs.open()
+    size = sum(os.path.getsize(p) for p in good)
+    count = workers or auto_workers(size)
+    started = time.monotonic()
+
+    def analysis(shard: tuple[int, int], report: bool) -> tuple[dict[str, Any], int]:
+        return _analyse(good, ruleset, outputs, shard, report)
+
+    if count <= 1:
+        stats, worker_code = analysis((0, 1), True)
+    else:
+        parts, worker_code = run_workers(count, analysis)
+        if not parts:
+            fail("every worker failed", EXIT_INTERNAL)
+        stats = merge_stats(parts, time.monotonic() - started)
+    # The final statistics: console summary and the JSON log's last record.
+    sinks = SinkSet(outputs.final_sinks())
+    sinks.handle(stats_record(stats["last_ts"] or time.time(), stats))
+    sinks.close()
+    sys.exit(max(code, worker_code))
+
+
+def _analyse(
+    captures: list[str],
+    ruleset: RuleSet,
+    outputs: Outputs,
+    shard: tuple[int, int],
+    report: bool,
+) -> tuple[dict[str, Any], int]:
+    """Run the pipeline over ``captures`` for one shard of the flows; return its statistics
+    and exit code. ``report``: this process reports capture warnings (one worker does)."""
+    sink = SinkSet(outputs.sinks())
+    pipeline = Pipeline(ruleset, sink, log_transactions=outputs.transactions, shard=shard)
+    code = EXIT_OK
+    try:
+        for path in captures:
+            try:
+                reader = open_capture(path)
+            except CaptureError as exc:  # vanished since it was checked
+                if report:
+                    warn(str(exc))
+                code = EXIT_BAD_INPUT
+                continue
+            with reader:
+                pipeline.files += 1
+                pipeline.run(_with_progress(reader, path, outputs.quiet or not report))
+                if reader.damaged:
+                    code = EXIT_BAD_INPUT
+                if reader.warning:
+                    done = f"{reader.records} records before it were analysed"
+                    msg = f"{path}: {reader.warning}; {done}"
+                    if report:
+                        warn(msg)
+                    pipeline.capture_warnings.append(msg)
+    except KeyboardInterrupt:
+        if report:
+            warn("interrupted; flushing what was seen")
+        code = EXIT_INTERRUPTED
+    finally:
+        stats = pipeline.finish(emit_stats=False)
+        sink.close()
+    return stats, code
+
+
+def _with_progress(
+    reader: CaptureReader, path: str, quiet: bool
+) -> Iterator[tuple[float, int, bytes, int]]:
+    """The reader's packets, with a progress bar on stderr for long files on a terminal."""
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        size = 0
+    if quiet or not sys.stderr.isatty() or size < PROGRESS_MIN_BYTES:
+        yield from reader
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    with progress:
+        task = progress.add_task(Path(path).name, total=size)
+        for n, packet in enumerate(reader, 1):
+            if not n & 0x3FFF:
+                progress.update(task, completed=reader.position)
+            yield packet
