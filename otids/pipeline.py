@@ -16,10 +16,11 @@ flows cost one flow lookup per packet.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from otids.alerts.eve import alert_record, stats_record, transaction_records
 from otids.alerts.sinks import Sink
@@ -39,6 +40,9 @@ from otids.decode.base import (
 from otids.decode.registry import PROTOCOLS
 from otids.rules.engine import Rule, RuleSet
 from otids.rules.threshold import AlertGate, Pending
+
+if TYPE_CHECKING:
+    from otids.rules.suricata.payload import PayloadRules
 
 # Flow.app_state values.
 UNKNOWN, ACTIVE, IGNORED = 0, 1, 2
@@ -96,6 +100,7 @@ class Pipeline:
         self.decoder = PacketDecoder(
             bypass_tcp=self.flows.bypass_tcp, bypass_udp=self.flows.bypass_udp, shard=shard
         )
+        self.flows.on_evict = self._evictions
         self.packets = 0
         self.bytes = 0
         self.files = 0
@@ -105,6 +110,12 @@ class Pipeline:
         self.rules_by_sid: dict[int, Rule] = {}
         # Thresholds, suppression and rate limits: which matches are written, and when.
         self.gate = AlertGate()
+        # Suricata/Snort rules on raw packet payloads, if any were loaded (default: none).
+        self.payload_rules: PayloadRules | None = None
+        if rules.packet_rules:
+            from otids.rules.suricata.payload import PayloadRules  # loaded when needed
+
+            self.payload_rules = PayloadRules(rules.packet_rules)
         self.app_stats: dict[str, _AppStats] = {p.name: _AppStats() for p in self.protocols}
         self.started = time.monotonic()
         self.last_ts = 0.0
@@ -114,17 +125,26 @@ class Pipeline:
     def run(self, packets: Iterable[tuple[float, int, bytes, int]]) -> None:
         """Process ``(timestamp, linktype, frame, wire length)`` tuples from a source."""
         decode = self.decoder.decode
-        lookup = self.flows.lookup
-        next_expire = 0.0
+        # Suricata packet rules, when loaded, see each packet at its flow lookup.
+        payload_rules = self.payload_rules
+        lookup = (
+            self.flows.lookup
+            if payload_rules is None
+            else payload_rules.wrap(self.flows.lookup, self.gate, self._emit)
+        )
+        # Capture time of the next housekeeping (every second of capture time, or at once
+        # when the flow table evicted flows). The reader's C loop drops no record due then.
+        due = self.decoder.housekeeping_due
+        due[0] = 0.0
         npackets = nbytes = 0
         ts = self.last_ts
         try:
             for ts, linktype, frame, wirelen in packets:
                 npackets += 1
                 nbytes += wirelen
-                if ts >= next_expire:
+                if ts >= due[0]:
                     self._housekeeping(ts)
-                    next_expire = ts + 1.0
+                    due[0] = ts + 1.0
                 pkt = decode(ts, linktype, frame, wirelen)
                 if pkt is None:
                     continue
@@ -150,6 +170,16 @@ class Pipeline:
             self.packets += npackets
             self.bytes += nbytes
             self.last_ts = max(self.last_ts, ts)
+
+    def tick(self, now: float) -> None:
+        """Time passed without packets (a quiet live link) up to capture time ``now``: emit
+        the alerts now due (no response in time) and close the flows idle too long."""
+        if now > self.last_ts:
+            self._housekeeping(now)
+
+    def _evictions(self) -> None:
+        """The flow table evicted flows: housekeeping at the next packet closes them."""
+        self.decoder.housekeeping_due[0] = -math.inf
 
     def _housekeeping(self, now: float) -> None:
         self._emit(self.gate.due(now))
@@ -225,7 +255,8 @@ class Pipeline:
             return
         flow.app = None
         flow.app_state = IGNORED
-        self.flows.bypass(flow)
+        if self.payload_rules is None or not self.payload_rules.wants(flow):
+            self.flows.bypass(flow)
         owner = self._owner(flow)
         if owner is not None:
             spec, port = owner
@@ -294,12 +325,14 @@ class Pipeline:
     # --- end -------------------------------------------------------------------------------
 
     def _close_flow(self, flow: Flow, ts: float) -> None:
+        if flow.app_state != IGNORED and flow.streams is not None:
+            # What the reassemblers still hold (out-of-order data, a midstream start not yet
+            # settled) is handed over first: it may be all an unclassified flow carried.
+            for d in _DIRS:
+                items = flow.streams[d].flush()
+                if items:
+                    self._stream(flow, [(d, item) for item in items], ts)
         if flow.app_state == ACTIVE:
-            if flow.streams is not None:
-                for d in _DIRS:
-                    items = flow.streams[d].flush()
-                    if items:
-                        self._stream(flow, [(d, item) for item in items], ts)
             self._records(flow, flow.app.close(ts), ts)
         elif flow.app_state == UNKNOWN and isinstance(flow.app, _Probing):
             # The flow ended before the probes could decide: judge what was seen.
@@ -314,9 +347,11 @@ class Pipeline:
     def finish(self, emit_stats: bool = True) -> dict[str, Any]:
         """Close every flow, emit the final ``stats`` record (unless a parent process merges
         the statistics of several workers) and return the statistics."""
+        # The capture's end: its last packet, which the reader may have dropped unseen.
+        self.last_ts = max(self.last_ts, self.decoder.prefiltered_ts)
         for flow in self.flows.drain():
             self._close_flow(flow, self.last_ts)
-        self._emit(self.gate.drain())
+        self._emit(self.gate.drain(self.last_ts))
         stats = self.stats(final=True)
         if emit_stats:
             self.sink.handle(stats_record(self.last_ts or time.time(), stats))
@@ -326,15 +361,16 @@ class Pipeline:
         """Counters so far, as written in the ``stats`` record."""
         elapsed = max(time.monotonic() - self.started, 1e-9)
         dec = self.decoder
+        packets = self.packets + dec.prefiltered  # the reader dropped some unseen
         return {
             "final": final,
             "elapsed_s": round(elapsed, 3),
-            "last_ts": self.last_ts,
-            "packets_per_s": round(self.packets / elapsed, 1),
+            "last_ts": max(self.last_ts, dec.prefiltered_ts),
+            "packets_per_s": round(packets / elapsed, 1),
             "capture": {
                 "files": self.files,
-                "packets": self.packets,
-                "bytes": self.bytes,
+                "packets": packets,
+                "bytes": self.bytes + dec.prefiltered_bytes,
                 "warnings": list(self.capture_warnings),
             },
             "decoder": {

@@ -20,6 +20,19 @@ reassembles TCP and DNP3 transport correctly must raise the same alerts on both:
   with its own transport header and correct CRCs. The stream grows, so sequence numbers of
   later segments and the peer's ACKs are shifted to match. Packets whose payload is not a
   whole number of valid link frames are copied unchanged.
+* ``duplicate``: every TCP data segment is sent twice in a row.
+* ``overlap``: every data packet (of a direction whose start is known, as for
+  ``reverse-pairs``) is sent as its tail, then a segment of junk covering exactly that tail
+  (different bytes: ``stream.overlap_mismatch``, and the buffered first-seen bytes win),
+  then the head overlapping the tail's first byte with the true byte, then junk covering
+  the whole packet again (a retransmission of bytes already delivered: ignored). An IDS
+  that let later data win would decode junk.
+* ``dnp3-link-split``: in TCP flows to or from port 20000, payloads are cut into segments
+  of :data:`LINK_SPLIT` octets, so link headers, data blocks and their CRCs straddle
+  segments.
+* ``ip-fragments``: every IPv4 packet is fragmented into :data:`FRAGMENT_SIZE`-octet
+  fragments (the TCP or UDP header itself is split), sent last fragment first.
+* ``vlan``: an IEEE 802.1Q tag (VLAN :data:`VLAN_ID`) is inserted in every Ethernet frame.
 
 Usage::
 
@@ -30,11 +43,12 @@ from __future__ import annotations
 
 import argparse
 import bisect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from scapy.layers.inet import IP, TCP
+from scapy.layers.inet import IP, TCP, fragment
 from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import Dot1Q, Ether
 from scapy.packet import Packet, Raw
 from scapy.utils import PcapReader, PcapWriter
 
@@ -57,6 +71,14 @@ ACK_FLAG = 0x10
 # longer runs. Short fragments go one octet per segment, so the application control octet and
 # the function code travel in different link frames.
 MAX_SEGMENTS = 64
+# dnp3-link-split: octets per segment. 7 cuts the 10-octet link header and every 18-octet
+# data block (16 data + CRC) at a different place in successive frames.
+LINK_SPLIT = 7
+# ip-fragments: octets of IP payload per fragment (a multiple of 8, as the fragment offset
+# counts 8-octet units); 8 splits the 20-octet TCP header over three fragments.
+FRAGMENT_SIZE = 8
+VLAN_ID = 100
+JUNK = 0xEE  # the byte overlapping junk is made of (never equal to the whole true data)
 
 FlowKey = tuple[str, int, str, int]
 
@@ -111,6 +133,74 @@ def split_bytes(pkt: Packet, reverse_pairs: bool) -> Iterator[Packet]:
         for i in range(0, len(pieces) - 1, 2):
             pieces[i], pieces[i + 1] = pieces[i + 1], pieces[i]
     yield from pieces
+
+
+def split_chunks(pkt: Packet, size: int) -> Iterator[Packet]:
+    """``pkt`` as segments of ``size`` payload octets (the FIN on the last one only)."""
+    tcp = pkt[TCP]
+    payload = tcp_payload(pkt)
+    if len(payload) <= size:
+        yield pkt
+        return
+    starts = range(0, len(payload), size)
+    pieces = [with_payload(pkt, tcp.seq + i, tcp.ack, payload[i : i + size]) for i in starts]
+    for piece in pieces[:-1]:
+        piece[TCP].flags = int(tcp.flags) & ~FIN_FLAG
+    yield from pieces
+
+
+def junk_like(data: bytes) -> bytes:
+    """Bytes of ``data``'s length that differ from it at least in the first octet."""
+    first = JUNK if data[0] != JUNK else JUNK ^ 0xFF
+    return bytes((first,)) + bytes([JUNK]) * (len(data) - 1)
+
+
+def overlapping(pkt: Packet) -> Iterator[Packet]:
+    """``pkt`` as tail, conflicting junk over the tail, head overlapping the tail by one
+    true octet, then junk over everything (see the module doc, ``overlap``)."""
+    tcp = pkt[TCP]
+    payload = tcp_payload(pkt)
+    if len(payload) < 2:
+        yield pkt
+        return
+    half = len(payload) // 2
+    flags = int(tcp.flags) & ~FIN_FLAG
+    tail = with_payload(pkt, tcp.seq + half, tcp.ack, payload[half:])
+    junk_tail = with_payload(pkt, tcp.seq + half, tcp.ack, junk_like(payload[half:]))
+    head = with_payload(pkt, tcp.seq, tcp.ack, payload[: half + 1])
+    junk_all = with_payload(pkt, tcp.seq, tcp.ack, junk_like(payload))
+    for piece in (tail, junk_tail, head, junk_all):
+        piece[TCP].flags = flags
+    tail[TCP].flags = int(tcp.flags)  # the FIN (if any) follows the data: keep it once
+    yield from (tail, junk_tail, head, junk_all)
+
+
+def ip_fragments(pkt: Packet) -> list[Packet]:
+    """``pkt``'s IPv4 packet as fragments of :data:`FRAGMENT_SIZE` octets, last first, when it
+    is carried in a plain Ethernet frame; other packets unchanged."""
+    if not isinstance(pkt, Ether) or not isinstance(pkt.payload, IP):
+        return [pkt]
+    # Rebuilt from its own length: Ethernet padding of short frames is not IP payload.
+    ip = IP(bytes(pkt[IP])[: pkt[IP].len])
+    if len(ip.payload) <= FRAGMENT_SIZE:
+        return [pkt]
+    del ip.chksum
+    out = []
+    for piece in reversed(fragment(ip, fragsize=FRAGMENT_SIZE)):
+        frame = Ether(src=pkt.src, dst=pkt.dst, type=pkt.type) / piece
+        frame.time = pkt.time
+        out.append(frame)
+    return out
+
+
+def vlan_tagged(pkt: Packet) -> Packet:
+    """``pkt`` with an 802.1Q tag after its Ethernet header (other link types unchanged)."""
+    if not isinstance(pkt, Ether):
+        return pkt
+    tagged = Ether(src=pkt.src, dst=pkt.dst, type=0x8100) / Dot1Q(vlan=VLAN_ID, type=pkt.type)
+    tagged = tagged / pkt.payload.copy()
+    tagged.time = pkt.time
+    return tagged
 
 
 def link_frames(payload: bytes) -> list[tuple[int, int, int, bytes | None, bytes]] | None:
@@ -225,6 +315,9 @@ def resegment(src: Path, dst: Path, mode: str) -> None:
     out: list[Packet] = []
     if mode == "dnp3-transport":
         out.extend(reframe_packets(iter(packets)))
+    elif mode in PACKET_MODES:
+        for pkt in packets:
+            out.extend(PACKET_MODES[mode](pkt))
     else:
         known: set[FlowKey] = set()  # directions whose next sequence number is known
         for pkt in packets:
@@ -233,8 +326,11 @@ def resegment(src: Path, dst: Path, mode: str) -> None:
                 continue
             key, peer = flow_keys(pkt)
             flags = int(pkt[TCP].flags)
-            reverse = mode == "reverse-pairs" and key in known
-            out.extend(split_bytes(pkt, reverse))
+            if mode == "overlap":
+                out.extend(overlapping(pkt) if key in known else [pkt])
+            else:
+                reverse = mode == "reverse-pairs" and key in known
+                out.extend(split_bytes(pkt, reverse))
             known.add(key)  # after a SYN or data, the next sequence number is known
             if flags & ACK_FLAG:
                 known.add(peer)
@@ -246,7 +342,24 @@ def resegment(src: Path, dst: Path, mode: str) -> None:
         writer.close()
 
 
-MODES = ("bytes", "reverse-pairs", "dnp3-transport")
+def _duplicated(pkt: Packet) -> list[Packet]:
+    return [pkt, pkt] if pkt.haslayer(TCP) and tcp_payload(pkt) else [pkt]
+
+
+def _dnp3_split(pkt: Packet) -> Iterator[Packet]:
+    if pkt.haslayer(TCP) and DNP3_PORT in (pkt[TCP].sport, pkt[TCP].dport):
+        return split_chunks(pkt, LINK_SPLIT)
+    return iter([pkt])
+
+
+# Modes that rewrite each packet on its own: mode -> packet -> packets.
+PACKET_MODES: dict[str, Callable[[Packet], Iterable[Packet]]] = {
+    "duplicate": _duplicated,
+    "dnp3-link-split": _dnp3_split,
+    "ip-fragments": ip_fragments,
+    "vlan": lambda pkt: [vlan_tagged(pkt)],
+}
+MODES = ("bytes", "reverse-pairs", "dnp3-transport", "overlap", *PACKET_MODES)
 
 
 def main() -> None:

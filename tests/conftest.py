@@ -56,6 +56,7 @@ def analyse(
     for path in paths:
         with open_capture(path) as reader:
             pipeline.files += 1
+            reader.prefilter = pipeline.decoder  # as otids read does
             pipeline.run(reader)
     pipeline.finish()
     return sink

@@ -1,7 +1,8 @@
 """EVE-shaped records (Suricata's JSON log field names), built from flows, records and rules.
 
 Every record has ``timestamp`` (ISO 8601), ``flow_id``, ``event_type``, ``src_ip``,
-``src_port``, ``dest_ip``, ``dest_port``, ``proto`` and ``app_proto``; alerts add ``alert``
+``src_port``, ``dest_ip``, ``dest_port``, ``proto``, ``community_id`` (Community ID v1 of
+the flow, as Suricata writes it) and ``app_proto``; alerts add ``alert``
 and the protocol object (``modbus``/``dnp3``) of the transaction they concern, decoder-event
 alerts add ``decoder_event``; transaction records carry the protocol object under the
 protocol's name; the ``stats`` record carries counters.
@@ -12,6 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from otids.alerts.community_id import community_id
 from otids.capture.flow import Flow
 from otids.capture.packet import PROTO_TCP
 from otids.decode.base import DecoderEvent, Direction, Transaction
@@ -42,9 +44,31 @@ def iso_timestamp(ts: float) -> str:
     return f"{head}.{usec:06d}+0000"
 
 
+def flow_community_id(flow: Flow) -> str:
+    """The flow's Community ID v1 (seed 0). Hashed when a flow's record head is built,
+    i.e. once per flow and record kind (see :func:`_header`), not once per record."""
+    client, server, client_port, server_port, proto = flow.key
+    return community_id(client, server, proto, client_port, server_port)
+
+
 def _header(
     event_type: str, ts: float, flow: Flow, direction: Direction, app_proto: str
 ) -> EveRecord:
+    # Everything but the timestamp is the same for every record of one kind in one flow:
+    # built once per flow and kind, then copied (a record per transaction makes this hot).
+    heads = flow.log_cache
+    if heads is None:
+        heads = flow.log_cache = {}
+    key = (event_type, direction, app_proto)
+    head = heads.get(key)
+    if head is None:
+        head = heads[key] = _flow_head(event_type, flow, direction, app_proto)
+    rec = {"timestamp": iso_timestamp(ts)}
+    rec.update(head)
+    return rec
+
+
+def _flow_head(event_type: str, flow: Flow, direction: Direction, app_proto: str) -> EveRecord:
     if direction == Direction.TO_CLIENT:
         src, sport, dst, dport = (
             flow.server_str,
@@ -60,7 +84,6 @@ def _header(
             flow.server_port,
         )
     return {
-        "timestamp": iso_timestamp(ts),
         "flow_id": flow.flow_id,
         "event_type": event_type,
         "src_ip": src,
@@ -68,6 +91,7 @@ def _header(
         "dest_ip": dst,
         "dest_port": dport,
         "proto": "TCP" if flow.proto == PROTO_TCP else "UDP",
+        "community_id": flow_community_id(flow),
         "app_proto": app_proto,
     }
 
@@ -109,9 +133,9 @@ def alert_record(
         rec["tx_id"] = tx.tx_id
     alert: dict[str, Any] = {
         "action": "allowed",
-        "gid": 1,
+        "gid": rule.gid,
         "signature_id": rule.sid,
-        "rev": 1,
+        "rev": rule.rev,
         "rule_id": rule.id,
         "signature": rule.title,
         "category": rule.category,
@@ -128,7 +152,7 @@ def alert_record(
     if extra:
         alert.update(extra)
     rec["alert"] = alert
-    if isinstance(record, DecoderEvent):
+    if isinstance(record, DecoderEvent) and rule.kind != "packet":  # a packet match is no event
         rec["decoder_event"] = {"name": record.name, "detail": record.detail}
     if tx is not None:
         rec[tx.protocol] = tx.eve()

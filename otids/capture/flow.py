@@ -66,7 +66,8 @@ class Flow:
 
     ``pkts`` and ``bytes`` (wire bytes) are indexed by direction; ``streams`` holds the
     reassembler of each direction (None for UDP). ``app`` and ``app_state`` are opaque slots
-    for the pipeline (the dissector and its probing state).
+    for the pipeline (the dissector and its probing state), ``log_cache`` one for the output
+    layer (what its records of this flow share).
     """
 
     __slots__ = (
@@ -85,6 +86,7 @@ class Flow:
         "ip_version",
         "key",
         "last_ts",
+        "log_cache",
         "pkts",
         "proto",
         "server",
@@ -122,6 +124,7 @@ class Flow:
         self.closed = False
         self._fins = 0  # bit per direction that sent FIN
         self.app: Any = None  # opaque to this layer: the consumer decides
+        self.log_cache: Any = None  # opaque to this layer too
         self.app_state = 0
         self.bypassed = False  # its payload is of no interest: see FlowTable.bypass
         self._client_str: str | None = None
@@ -260,6 +263,9 @@ class FlowTable:
         self._count = 0
         self._next_scan = float("-inf")
         self._evicted: list[Flow] = []
+        # Called when a flow is evicted or replaced: the consumer should collect it soon
+        # (evicted() then returns it), lest a flood of new flows pile up waiting.
+        self.on_evict: Callable[[], None] | None = None
         # Raw IPv4 keys (src, dst, sport, dport as on the wire) of bypassed flows.
         self.bypass_tcp: set[bytes] = set()
         self.bypass_udp: set[bytes] = set()
@@ -283,7 +289,11 @@ class FlowTable:
         ):
             entry = self._create(pkt)
         flow, direction = entry
-        flow.last_ts = pkt.ts
+        if not flow.bypassed:
+            # A bypassed flow ages from its bypass, whatever its packets: it is looked at
+            # again after BYPASS_TIMEOUT whether they reach the table (tagged, fragmented)
+            # or not (the decoder's raw-key bypass).
+            flow.last_ts = pkt.ts
         flow.pkts[direction] += 1
         flow.bytes[direction] += pkt.length
         return entry
@@ -356,6 +366,8 @@ class FlowTable:
             self._remove(old[0])
             self._evicted.append(old[0])
             self.reused += 1
+            if self.on_evict is not None:
+                self.on_evict()
         if self._count >= self.max_flows:
             self._evict()
         if self._sender_is_client(pkt):
@@ -392,6 +404,8 @@ class FlowTable:
             self._remove(flow)
         self._evicted.extend(victims)
         self.evicted_count += len(victims)
+        if self.on_evict is not None:
+            self.on_evict()
 
     def _remove(self, flow: Flow) -> None:
         client, server, client_port, server_port, proto = flow.key

@@ -13,6 +13,7 @@ and the only bytes copied are the two addresses and the transport payload.
 
 from __future__ import annotations
 
+import array
 import enum
 import struct
 from collections.abc import Callable
@@ -225,6 +226,12 @@ class PacketDecoder:
         self.bypass_udp: set[bytes] = bypass_udp if bypass_udp is not None else set()
         self.bypassed = 0
         self.packets = 0
+        # Frames a capture reader dropped before decoding (see count_prefiltered), and the
+        # capture time from which it must not (the pipeline's next housekeeping).
+        self.housekeeping_due = array.array("d", [0.0])
+        self.prefiltered = 0
+        self.prefiltered_bytes = 0
+        self.prefiltered_ts = 0.0
         self.ip = 0
         self.non_ip = 0
         self.not_tcp_udp = 0
@@ -325,6 +332,21 @@ class PacketDecoder:
             self.ip -= 1  # counted by the shard that owns it
             return None
         return pkt
+
+    def count_prefiltered(
+        self, bypassed: int, other_shard: int, wire_bytes: int, last_ts: float
+    ) -> None:
+        """Count frames a capture reader dropped unseen, having taken for them the decisions
+        :meth:`decode`'s fast path takes (bypassed flow, other shard): see
+        :class:`otids.capture.readers.Prefilter`."""
+        frames = bypassed + other_shard
+        if frames:
+            self.packets += frames
+            self.bypassed += bypassed
+            self.other_shard += other_shard
+            self.prefiltered += frames
+            self.prefiltered_bytes += wire_bytes
+            self.prefiltered_ts = max(self.prefiltered_ts, last_ts)
 
     # -- link layers ---------------------------------------------------------------------
 

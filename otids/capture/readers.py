@@ -14,14 +14,25 @@ unreadable, empty, not a capture, header cut short) raises :class:`CaptureError`
 
 from __future__ import annotations
 
+import array
+import contextlib
 import gzip
+import importlib
 import io
 import os
 import struct
 import zlib
 from collections.abc import Callable, Generator, Iterator
 from types import TracebackType
-from typing import NoReturn
+from typing import Any, NoReturn, Protocol
+
+# The optional C accelerator of the pcap loop (otids/capture/_fastpcap.c), built with the
+# package when a compiler is there; the pure-Python loop does the same work without it.
+# OTIDS_PURE_PYTHON=1 disables it (tests compare the two).
+_fastpcap: Any = None
+if not os.environ.get("OTIDS_PURE_PYTHON"):
+    with contextlib.suppress(ImportError):
+        _fastpcap = importlib.import_module("otids.capture._fastpcap")
 
 # Bytes read per refill: big enough that the refill cost vanishes per record, small enough
 # to be irrelevant for memory.
@@ -138,6 +149,23 @@ def open_capture(path: str | os.PathLike[str]) -> CaptureReader:
     return CaptureReader(path)
 
 
+class Prefilter(Protocol):
+    """What the C pcap loop needs of the packet decoder to drop records it would drop."""
+
+    bypass_tcp: set[bytes]
+    bypass_udp: set[bytes]
+    shard_index: int
+    shard_count: int
+    # array('d', [t]): records at or after capture time t are not dropped (the consumer's
+    # periodic work is due and must see them)
+    housekeeping_due: array.array[float]
+
+    def count_prefiltered(
+        self, bypassed: int, other_shard: int, wire_bytes: int, last_ts: float
+    ) -> None:
+        """Records dropped before decoding: count them as if decoded."""
+
+
 class CaptureReader:
     """A capture file being read; iterate to get ``(ts, linktype, frame, wirelen)`` tuples.
 
@@ -146,8 +174,13 @@ class CaptureReader:
     reader is a context manager that closes the file.
 
     Attributes: ``path``; ``format`` (``"pcap"`` or ``"pcapng"``); ``compressed`` (gzip);
-    ``records`` yielded so far; ``warning``, None unless the file ended damaged;
+    ``records`` read so far; ``warning``, None unless the file ended damaged;
     ``position``, how far into the file reading has got.
+
+    ``prefilter``: a :class:`Prefilter` (the packet decoder) set before iteration starts.
+    With the optional C accelerator, the pcap loop then drops, unseen, the Ethernet/IPv4
+    records the decoder would drop first (other shards' and bypassed flows'), and reports
+    them to it with ``count_prefiltered``.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -161,6 +194,7 @@ class CaptureReader:
         self._eof = False
         self._stream_error: str | None = None  # why reading stopped early, if it did
         self._order = "<"  # pcapng: byte order of the current section
+        self.prefilter: Prefilter | None = None
         try:
             self._raw: io.BufferedReader = open(self.path, "rb")  # noqa: SIM115 (closed in close())
         except OSError as exc:
@@ -310,13 +344,41 @@ class CaptureReader:
         return self._pcap_loop(order, ticks, network & PCAP_LINKTYPE_MASK, snaplen)
 
     def _pcap_loop(self, order: str, ticks: int, linktype: int, snaplen: int) -> _Records:
-        """The hot loop: one unpack, one slice and one tuple per record."""
+        """The hot loop: one unpack, one slice and one tuple per record.
+
+        With the C accelerator and a prefilter, the complete records of each buffer go
+        through its cursor first; this loop then handles only the record the cursor stopped
+        at (cut by the buffer's end, or too long)."""
         unpack = struct.Struct(order + "IIII").unpack_from
         limit = min(MAX_BLOCK_BYTES, max(MAX_RECORD_BYTES, snaplen + SNAPLEN_SLACK))
+        target = self.prefilter
+        cursor = None
+        if _fastpcap is not None and target is not None:
+            cursor = _fastpcap.Cursor(
+                big_endian=order == ">",
+                ticks=float(ticks),
+                linktype=linktype,
+                limit=limit,
+                bypass_tcp=target.bypass_tcp,
+                bypass_udp=target.bypass_udp,
+                shard_index=target.shard_index,
+                shard_count=target.shard_count,
+                due=target.housekeeping_due,
+            )
         buf = self._buf
         pos = self._pos
         size = len(buf)
         while True:
+            if cursor is not None and target is not None:
+                cursor.reset(buf, pos)
+                try:
+                    yield from cursor
+                finally:
+                    pos, records, bypassed, other_shard, skipped_bytes, skipped_ts = (
+                        cursor.counters()
+                    )
+                    self.records += records
+                    target.count_prefiltered(bypassed, other_shard, skipped_bytes, skipped_ts)
             if pos + PCAP_RECORD_HEADER > size:
                 if not self._refill(pos, PCAP_RECORD_HEADER):
                     return

@@ -13,8 +13,14 @@ application read. Its output is a list of *stream items*:
 Policy, in the order of the questions an IDS has to answer:
 
 * Data is delivered as soon as it is in order: an IDS must not wait for the receiver's ACK.
-* Without a SYN, the first data segment (or the peer's first ACK) sets the expected
-  sequence number ("midstream pick-up").
+* Without a SYN, the peer's first ACK sets the expected sequence number ("midstream
+  pick-up"). Data seen before it is held back (at most :data:`MIDSTREAM_HOLD_SEGMENTS`
+  segments) until the start of the stream shows: the peer's next packet (whatever was
+  reordered before it has arrived), two or more held segments that tile one contiguous run
+  without overlap, or the end of the stream; the lowest held sequence number is then the
+  start. Taking the
+  first segment seen as the start would let a reordered first segment (byte 1 before byte
+  0) shift the whole stream by a byte.
 * Overlaps: *first-seen data wins*. Bytes already delivered are never replaced; a segment
   that starts before the expected sequence number only contributes its new tail, and a
   segment that overlaps buffered out-of-order data only fills the holes around it. Bytes
@@ -47,6 +53,11 @@ MAX_WINDOW = 1 << 30
 # any real reordering while bounding what a flood of out-of-window holes can pin in memory.
 MAX_OOO_BYTES = 64 * 1024
 MAX_OOO_SEGMENTS = 64
+# Midstream pick-up: data segments held back while the stream start is unknown, at most.
+# The peer's next packet (its ACK) or a second contiguous segment nearly always settles it
+# first; the bound only matters for one-way captures, whose first segments then wait for
+# this many before the lowest sequence number is taken as the start.
+MIDSTREAM_HOLD_SEGMENTS = 8
 
 STREAM_EVENTS: dict[str, str] = {
     "stream.overlap_mismatch": (
@@ -131,6 +142,7 @@ class TcpReassembler:
         "bytes",
         "gap_bytes",
         "gaps",
+        "held",
         "max_ooo_bytes",
         "max_ooo_segments",
         "next_seq",
@@ -149,6 +161,8 @@ class TcpReassembler:
         self.max_ooo_bytes = max_ooo_bytes
         self.max_ooo_segments = max_ooo_segments
         self.next_seq = -1
+        # Midstream: (seq, payload) segments seen before the stream start is known.
+        self.held: list[tuple[int, bytes]] = []
         self.ooo: list[tuple[int, bytes]] = []
         self.ooo_size = 0  # bytes held in ooo
         self.segments = 0
@@ -166,7 +180,7 @@ class TcpReassembler:
         Ignored once data has been seen in this direction (a late or repeated SYN does not
         move a stream that is already flowing).
         """
-        if not self.segments:
+        if not self.segments and not self.held:
             self.next_seq = (isn + 1) & SEQ_MASK
 
     def segment(self, seq: int, payload: bytes) -> list[StreamItem]:
@@ -186,8 +200,9 @@ class TcpReassembler:
             return []
         self.segments += 1
         nxt = self.next_seq
-        if nxt < 0:  # midstream pick-up: no SYN seen, this segment starts the stream
-            self.next_seq = nxt = seq
+        if nxt < 0:  # midstream pick-up: hold until the stream start shows
+            self.segments -= 1  # counted when replayed
+            return self._hold(seq, payload)
         rel = (seq - nxt) & SEQ_MASK
         if rel >= SEQ_HALF:  # starts before the next expected byte
             rel -= SEQ_MOD
@@ -225,8 +240,12 @@ class TcpReassembler:
         """
         nxt = self.next_seq
         if nxt < 0:  # midstream: the peer tells us where this side's stream stands
-            self.next_seq = ack & SEQ_MASK
-            return []
+            if not self.held:
+                self.next_seq = ack & SEQ_MASK
+                return []
+            # The peer has answered: whatever was reordered before it has arrived, so the
+            # lowest held byte is the start; the ACK itself then counts as usual.
+            return self._start_at(self._held_start()) + self.peer_ack(ack)
         rel = (ack - nxt) & SEQ_MASK
         if not rel or rel >= SEQ_HALF:  # acknowledges bytes already delivered
             return []
@@ -242,7 +261,7 @@ class TcpReassembler:
         Everything buffered is delivered, with a :class:`Gap` for each hole, including one
         for bytes between the last data seen and the FIN.
         """
-        out: list[StreamItem] = []
+        out: list[StreamItem] = self._start_at(self._held_start()) if self.held else []
         nxt = self.next_seq
         if nxt >= 0:
             rel = (seq - nxt) & SEQ_MASK
@@ -255,8 +274,46 @@ class TcpReassembler:
 
     def flush(self) -> list[StreamItem]:
         """End of stream (RST, flow expired): deliver what is buffered, Gaps for the holes."""
-        out: list[StreamItem] = []
+        out: list[StreamItem] = self._start_at(self._held_start()) if self.held else []
         self._flush(out)
+        return out
+
+    # -- midstream pick-up ------------------------------------------------------------------
+
+    def _hold(self, seq: int, payload: bytes) -> list[StreamItem]:
+        """Keep a segment seen before the stream start is known; start the stream once the
+        held segments form one contiguous run, or once there are too many to hold."""
+        held = self.held
+        held.append((seq, payload))
+        if len(held) >= MIDSTREAM_HOLD_SEGMENTS:
+            return self._start_at(self._held_start())
+        if len(held) < 2:
+            return []
+        base = held[0][0]
+        spans = sorted(((s - base + SEQ_HALF) & SEQ_MASK, len(p)) for s, p in held)
+        end = spans[0][0]
+        for rel, n in spans:  # at most MIDSTREAM_HOLD_SEGMENTS entries
+            if rel != end:
+                # A hole, or an overlap: segments sent again (perhaps with other bytes)
+                # prove nothing about where the stream starts.
+                return []
+            end = rel + n
+        return self._start_at((spans[0][0] - SEQ_HALF + base) & SEQ_MASK)
+
+    def _held_start(self) -> int:
+        """The lowest sequence number among the held segments (serial arithmetic)."""
+        base = self.held[0][0]
+        low = min((s - base + SEQ_HALF) & SEQ_MASK for s, _ in self.held)
+        return (low - SEQ_HALF + base) & SEQ_MASK
+
+    def _start_at(self, seq: int) -> list[StreamItem]:
+        """The stream starts at ``seq``: replay the held segments from there."""
+        held = self.held
+        self.held = []
+        self.next_seq = seq
+        out: list[StreamItem] = []
+        for start, payload in held:
+            out += self._segment_slow(start, payload)
         return out
 
     # -- helpers: each keeps ``ooo`` relative to ``next_seq`` -------------------------------

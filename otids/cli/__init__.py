@@ -1,11 +1,10 @@
 """The ``otids`` command line: a thin click layer over :mod:`otids.pipeline`.
 
 Exit codes: 0 success; 1 internal error; 2 bad input or usage (unreadable capture, bad rules,
-bad options); 130 interrupted. Each command lives in its own module; importing them here
-registers them on :data:`main`.
+bad options); 130 interrupted. Each command lives in its own module, imported when the
+command runs (see :mod:`otids.cli.app`).
 """
 
-from otids.cli import read, rules  # noqa: F401  (registers the commands)
 from otids.cli.app import main
 
 __all__ = ["main"]

@@ -14,6 +14,7 @@ from otids.rules.engine import RuleSet
 from otids.rules.loader import RuleLoadError, default_rules_dir, load_rules
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+SURICATA_RULES_KEY = "otids.suricata_rules"  # click context meta: the --suricata-rules files
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
@@ -51,15 +52,20 @@ def load_variables(path: str | None) -> dict[str, list[Any]]:
 def build_ruleset(
     rule_dirs: tuple[str, ...], default_rules: bool, variables: dict[str, list[Any]]
 ) -> RuleSet:
-    """Load the embedded rules (unless disabled) then each ``--rules`` path; exit 2 on errors."""
+    """Load the embedded rules (unless disabled), each ``--rules`` path, then each
+    ``--suricata-rules`` file; exit 2 on errors. A skipped Suricata rule is a warning."""
     paths: list[str | Path] = [default_rules_dir()] if default_rules else []
     paths.extend(rule_dirs)
+    ctx = click.get_current_context(silent=True)
+    paths.extend(ctx.meta.get(SURICATA_RULES_KEY, ()) if ctx is not None else ())
     try:
         ruleset = load_rules(paths, variables)
     except RuleLoadError as exc:
         for problem in exc.problems:
             click.echo(f"otids: rule error: {problem}", err=True)
         fail(f"{len(exc.problems)} rule error(s); no rule was loaded")
+    for line in ruleset.warnings:
+        warn(line)
     return ruleset
 
 
@@ -74,6 +80,16 @@ def rule_source_options(command: Callable[..., None]) -> Callable[..., None]:
     rules."""
     command = click.option(
         "--no-default-rules", is_flag=True, help="Do not load the embedded rule set."
+    )(command)
+    # Kept in the click context rather than passed on: build_ruleset reads it, so every
+    # command that loads rules takes the option without a parameter of its own.
+    command = click.option(
+        "--suricata-rules",
+        multiple=True,
+        type=click.Path(exists=True, dir_okay=False),
+        expose_value=False,
+        callback=lambda ctx, param, value: ctx.meta.__setitem__(SURICATA_RULES_KEY, value),
+        help="Suricata/Snort rules file (.rules), in addition to the others (repeatable).",
     )(command)
     return click.option(
         "--rules",

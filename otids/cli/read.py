@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from otids.cli.common import (
     warn,
     warn_disabled,
 )
+from otids.cli.config import config_option, config_variables
 from otids.cli.outputs import Outputs, output_options
 from otids.pipeline import Pipeline
 from otids.rules.engine import RuleSet
@@ -38,6 +39,7 @@ PROGRESS_MIN_BYTES = 32 * 1024 * 1024
 
 @main.command()
 @click.argument("captures", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@config_option
 @rule_source_options
 @click.option(
     "--vars",
@@ -62,7 +64,8 @@ def read(
     workers: int,
 ) -> None:
     """Analyse pcap/pcapng capture files (gzip accepted), in the order given."""
-    variables = load_variables(vars_file)
+    # The configuration file's [variables], overridden by the --vars file's.
+    variables = {**config_variables(), **load_variables(vars_file)}
     ruleset = build_ruleset(rule_dirs, not no_default_rules, variables)
     code = EXIT_OK
     good: list[str] = []
@@ -92,6 +95,9 @@ def read(
         if not parts:
             fail("every worker failed", EXIT_INTERNAL)
         stats = merge_stats(parts, time.monotonic() - started)
+    outputs_stats = outputs.finish()  # syslog: deliver or spool what is queued
+    if outputs_stats:
+        stats["outputs"] = outputs_stats
     # The final statistics: console summary and the JSON log's last record.
     sinks = SinkSet(outputs.final_sinks())
     sinks.handle(stats_record(stats["last_ts"] or time.time(), stats))
@@ -122,6 +128,7 @@ def _analyse(
                 continue
             with reader:
                 pipeline.files += 1
+                reader.prefilter = pipeline.decoder
                 pipeline.run(_with_progress(reader, path, outputs.quiet or not report))
                 if reader.damaged:
                     code = EXIT_BAD_INPUT
@@ -143,15 +150,21 @@ def _analyse(
 
 def _with_progress(
     reader: CaptureReader, path: str, quiet: bool
-) -> Iterator[tuple[float, int, bytes, int]]:
-    """The reader's packets, with a progress bar on stderr for long files on a terminal."""
+) -> Iterable[tuple[float, int, bytes, int]]:
+    """The reader's packets, with a progress bar on stderr for long files on a terminal
+    (else the reader itself: a generator in between would cost a step per packet)."""
     try:
         size = os.path.getsize(path)
     except OSError:
         size = 0
     if quiet or not sys.stderr.isatty() or size < PROGRESS_MIN_BYTES:
-        yield from reader
-        return
+        return reader
+    return _progress(reader, path, size)
+
+
+def _progress(
+    reader: CaptureReader, path: str, size: int
+) -> Iterator[tuple[float, int, bytes, int]]:
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 

@@ -50,6 +50,8 @@ def rules_validate(paths: tuple[str, ...], vars_file: str | None) -> None:
         for problem in exc.problems:
             click.echo(str(problem))
         fail(f"{len(exc.problems)} error(s)")
+    for line in ruleset.warnings:  # Suricata rules skipped (unsupported options)
+        click.echo(line)
     warn_disabled(ruleset)
     click.echo(f"{len(ruleset)} rule(s) OK")
 
@@ -87,6 +89,7 @@ def _alert_counts(
     counter = _AlertCounter()
     pipeline = Pipeline(ruleset, counter)
     with reader:
+        reader.prefilter = pipeline.decoder
         pipeline.run(reader)
     pipeline.finish(emit_stats=False)
     return counter.by_sid
@@ -145,3 +148,7 @@ def rules_test(rule_dirs: tuple[str, ...], no_default_rules: bool) -> None:
         f"{len(untested)} rule(s) without tests"
     )
     sys.exit(1 if failed else 0)
+
+
+# The rule-source commands (add-source, update) register themselves on the group above.
+from otids.cli import rule_sources  # noqa: E402, F401

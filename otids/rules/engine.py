@@ -48,6 +48,7 @@ from otids.decode.base import DecoderEvent, Transaction
 from otids.decode.registry import BY_NAME
 from otids.rules.condition import Node
 from otids.rules.fields import VOCABULARY, EvalContext
+from otids.rules.state import StateSpec
 from otids.rules.threshold import DEFAULT_RATE_LIMIT, RateLimit, Suppression, Threshold
 
 Predicate = Callable[[Any], bool]
@@ -74,7 +75,8 @@ class CompileError(ValueError):
 
 @dataclass(slots=True, eq=False)
 class Rule:
-    """A loaded, compiled rule. ``kind`` is ``transaction`` or ``event``."""
+    """A loaded, compiled rule. ``kind`` is ``transaction``, ``event`` or ``packet`` (a
+    Suricata payload rule)."""
 
     id: str
     sid: int
@@ -100,6 +102,13 @@ class Rule:
     tests: list[dict[str, Any]] = field(default_factory=list)
     # Site variables the rule names but the site did not define: the rule is disabled.
     missing_vars: frozenset[str] = frozenset()
+    # Suricata signatures (otids.rules.suricata): EVE alert.gid, alert.rev, and the rule's
+    # priority as alert.severity (None: from ``severity``).
+    gid: int = 1
+    rev: int = 1
+    priority: int | None = None
+    # The ``state`` block (:mod:`otids.rules.state`): what the rule tracks across records.
+    state: StateSpec | None = None
 
     @property
     def attack(self) -> list[str]:
@@ -108,8 +117,8 @@ class Rule:
 
     @property
     def severity_num(self) -> int:
-        """EVE ``alert.severity``."""
-        return SEVERITIES[self.severity]
+        """EVE ``alert.severity``: the Suricata priority when set."""
+        return self.priority if self.priority is not None else SEVERITIES[self.severity]
 
 
 # --- compiling selections -------------------------------------------------------------------
@@ -406,7 +415,14 @@ class RuleSet:
         # protocol -> (getter of its secondary index field, value -> rules)
         self._tx_second: dict[str, tuple[Callable[[Any], Any], dict[Any, list[Rule]]]] = {}
         self._tx_any: list[Rule] = []  # transaction rules valid for every protocol
+        # Suricata/Snort rules on packet payloads, run by the pipeline on each packet
+        # (otids.rules.suricata.payload), never by match().
+        self.packet_rules: list[Rule] = [r for r in self.rules if r.kind == "packet"]
+        # Rules the loader skipped, one line each (file:line, sid, reason).
+        self.warnings: list[str] = []
         for rule in self.rules:
+            if rule.kind == "packet":
+                continue
             if rule.kind == "event":
                 if rule.index_values is None:
                     self._event_any.append(rule)

@@ -9,7 +9,10 @@ from __future__ import annotations
 from otids.decode.registry import PROTOCOLS
 from otids.rules.engine import MODIFIERS
 from otids.rules.fields import EVENT_FIELDS, EVENT_NAMES, FLOW_FIELDS
+from otids.rules.state import KIND_PROTOCOLS, KINDS, STATE_DOCS, STATE_LIMITS
 from otids.rules.threshold import (
+    BASELINE_FACTOR,
+    BASELINE_LEARN_SECONDS,
     MAX_THRESHOLD_KEYS,
     MODES,
     RATE_LIMIT_ALERTS,
@@ -74,12 +77,25 @@ def render_guide() -> str:
     lines += ["", "## Thresholds, suppression, rate limit", ""]
     lines.append(f"- `threshold.track`: {', '.join(f'`{t}`' for t in TRACKS)}")
     lines.append(f"- `threshold.mode`: {', '.join(f'`{m}`' for m in MODES)}")
+    lines.append(
+        "- `mode: baseline` fires once per key and window when the window holds `count` "
+        f"matches or more at `factor` (default {BASELINE_FACTOR:g}) times the key's usual "
+        "rate (its matches before the window over the time since its first), once the key "
+        f"is known for `learn` seconds (default {BASELINE_LEARN_SECONDS:g}); the alert's "
+        "`threshold.usual_per_minute` gives that rate"
+    )
     lines.append(f"- `suppress[].track`: {', '.join(f'`{t}`' for t in SUPPRESS_TRACKS)}")
     lines.append(
         f"- default rate limit: {RATE_LIMIT_ALERTS} alerts per rule per "
         f"{RATE_LIMIT_SECONDS:g} s, the rest folded into one alert with `alert.count`"
     )
     lines.append(f"- at most {MAX_THRESHOLD_KEYS} threshold windows are kept (oldest evicted)")
+    lines += ["", "## State", "", STATE_DOCS]
+    lines += _table(
+        [(f"`{k}`", v, ", ".join(KIND_PROTOCOLS[k])) for k, v in KINDS.items()],
+        ("state", "value", "protocols"),
+    )
+    lines += ["", STATE_LIMITS]
     lines += ["", "## Fields", "", "### Flow fields (every record)", ""]
     lines += _table([(f"`{s.name}`", s.type, s.doc) for s in FLOW_FIELDS.values()], _FH)
     lines += ["", "### Event fields (decoder events)", ""]

@@ -18,7 +18,8 @@ no rule at all (nothing loads half-way). A rule naming an undefined ``$variable`
 error: it loads disabled (see :mod:`otids.rules.engine`).
 
 Optional blocks beyond Sigma's: ``threshold``, ``suppress`` and ``rate_limit`` (see
-:mod:`otids.rules.threshold`), and ``tests``, a list of ``{capture, alerts, vars}`` run by
+:mod:`otids.rules.threshold`), ``state`` (see :mod:`otids.rules.state`), and ``tests``, a
+list of ``{capture, alerts, vars}`` run by
 ``otids rules test``: the capture (and optional variables file), relative to the rule
 file's directory or to one of its parents (the repository root), gives ``alerts`` alerts of
 this rule.
@@ -50,6 +51,7 @@ from otids.rules.engine import (
     index_values,
 )
 from otids.rules.fields import EVENT_NAMES, VOCABULARY
+from otids.rules.state import parse_state
 from otids.rules.threshold import parse_limits
 
 REQUIRED_KEYS = ("id", "sid", "title", "severity", "detection")
@@ -67,9 +69,15 @@ OPTIONAL_KEYS = (
     "threshold",
     "suppress",
     "rate_limit",
+    "state",
 )
 TEST_KEYS = ("capture", "alerts", "vars")
 RULE_SUFFIXES = (".yaml", ".yml")
+SURICATA_SUFFIX = ".rules"  # Suricata/Snort signature files (otids.rules.suricata)
+
+# libyaml's safe loader when PyYAML was built with it: ten times faster than the pure-Python
+# one, and the rule files are parsed at every start.
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 DEFAULT_CATEGORY = {"event": "Protocol Command Decode", "transaction": "ICS Policy Violation"}
 
@@ -100,10 +108,12 @@ def default_rules_dir() -> Path:
 
 
 def rule_files(path: str | os.PathLike[str]) -> list[Path]:
-    """The rule files at ``path`` (a file, or a directory searched recursively), sorted."""
+    """The rule files at ``path`` (a file, or a directory searched recursively), sorted:
+    YAML rules and Suricata/Snort ``.rules`` files."""
     p = Path(path)
     if p.is_dir():
-        return sorted(f for f in p.rglob("*") if f.suffix in RULE_SUFFIXES and f.is_file())
+        suffixes = (*RULE_SUFFIXES, SURICATA_SUFFIX)
+        return sorted(f for f in p.rglob("*") if f.suffix in suffixes and f.is_file())
     return [p]
 
 
@@ -136,6 +146,15 @@ def _suggest(name: str, known: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def _python_yaml_error(text: str) -> yaml.YAMLError:
+    """The pure-Python parser's error for text libyaml rejected (it names the culprit)."""
+    try:
+        yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        return exc
+    return yaml.YAMLError("not accepted by libyaml")
+
+
 def parse_rule(
     text: str, source: str, variables: dict[str, list[Any]] | None = None
 ) -> tuple[Rule | None, list[RuleProblem]]:
@@ -147,9 +166,10 @@ def parse_rule(
         problems.append(RuleProblem(source, _line_of(root, path), message))
 
     try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+        root = yaml.compose(text, Loader=_Loader)
+        data = yaml.load(text, Loader=_Loader)  # _Loader is a safe loader
+    except yaml.YAMLError:
+        exc = _python_yaml_error(text)  # libyaml's messages say less: ask the Python parser
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 1
         reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
@@ -187,6 +207,7 @@ def parse_rule(
         data.get("detection"), variables, problem, missing
     )
     threshold, suppress, rate_limit = parse_limits(data, variables, problem, missing)
+    state = parse_state(data.get("state"), kind, protocol, problem)
     _check_tests(data.get("tests"), problem)
     if problems or matcher is None:
         return None, problems
@@ -198,7 +219,7 @@ def parse_rule(
             severity=severity,  # type: ignore[arg-type]
             kind=kind,
             protocol=protocol,
-            match=matcher,
+            match=matcher if state is None else state.wrap(matcher),
             description=str(data.get("description", "")).strip(),
             category=data.get("category") or DEFAULT_CATEGORY[kind],
             tags=list(data.get("tags", [])),
@@ -213,6 +234,7 @@ def parse_rule(
             rate_limit=rate_limit,
             tests=list(data.get("tests") or []),
             missing_vars=frozenset(missing),
+            state=state,
         ),
         [],
     )
@@ -332,6 +354,7 @@ def load_rules(
     """
     by_id: dict[str, Rule] = {}
     problems: list[RuleProblem] = []
+    warnings: list[str] = []  # Suricata rules skipped (the rest of their file loads)
     for base in paths:
         files = rule_files(base)
         if not Path(base).exists():
@@ -342,6 +365,14 @@ def load_rules(
                 text = f.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 problems.append(RuleProblem(str(f), 0, f"cannot read: {exc}"))
+                continue
+            if f.suffix == SURICATA_SUFFIX:
+                # Imported here: most runs load no Suricata rule and skip its start-up cost.
+                from otids.rules.suricata import parse_rules
+
+                signatures, skipped = parse_rules(text, str(f), variables)
+                by_id.update((r.id, r) for r in signatures)
+                warnings.extend(skipped)
                 continue
             rule, errs = parse_rule(text, str(f), variables)
             problems.extend(errs)
@@ -359,7 +390,9 @@ def load_rules(
         seen[rule.sid] = rule
     if problems:
         raise RuleLoadError(problems)
-    return RuleSet(by_id.values())
+    ruleset = RuleSet(by_id.values())
+    ruleset.warnings = warnings
+    return ruleset
 
 
 def resolve_test_path(rule_source: str, relative: str) -> Path | None:
@@ -374,7 +407,10 @@ def resolve_test_path(rule_source: str, relative: str) -> Path | None:
 
 
 def _sid_line(rule: Rule) -> int:
+    if "suricata" in rule.raw:  # a signature of a .rules file: its line is known
+        return int(rule.raw["line"])
     try:
-        return _line_of(yaml.compose(Path(rule.source).read_text(encoding="utf-8")), ("sid",))
+        text = Path(rule.source).read_text(encoding="utf-8")
+        return _line_of(yaml.compose(text, Loader=_Loader), ("sid",))
     except (OSError, yaml.YAMLError):
         return 0

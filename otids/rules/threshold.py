@@ -22,7 +22,12 @@ twice gives the same alerts. A match goes through three gates, in this order:
     * ``every``: an alert for every match from the ``count``-th on (Suricata
       ``detection_filter``);
     * ``limit``: an alert for each of the first ``count`` matches, then silence until the
-      window ends (Suricata ``type limit``).
+      window ends (Suricata ``type limit``);
+    * ``baseline``: one alert per key and window, at the first match that makes the window
+      hold ``count`` matches or more *and* run at ``factor`` (default 10) times the key's
+      usual rate: its matches before the window over the time since its first one. A key
+      is judged only once known for ``learn`` seconds (default 600): a rate is anomalous
+      for a device only against its own history, which a fixed count cannot know.
 
     A thresholded alert carries ``alert.count`` (matches of the key in the window so far)
     and ``alert.threshold`` (the block, with the key).
@@ -36,7 +41,9 @@ rate limit (every rule)
     matches gives a few lines with counts, not a million lines.
 
 State is bounded: at most ``MAX_THRESHOLD_KEYS`` (rule, key) windows are kept, the oldest
-evicted first (an evicted key starts counting again), and one rate window per rule. With
+evicted first (an evicted key starts counting again), as many ``baseline`` histories, and
+one rate window per rule. Rules with a ``state`` block pass through
+:class:`otids.rules.state.RuleState` first (after suppression). With
 several worker processes each worker counts the flows it owns: a key whose matches are
 spread over flows of different workers is counted per worker.
 """
@@ -51,6 +58,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from otids.capture.flow import Flow
 from otids.decode.base import DecoderEvent, Direction, Transaction
+from otids.rules.state import RuleState
 
 if TYPE_CHECKING:
     from otids.rules.engine import Rule
@@ -61,7 +69,9 @@ MAX_THRESHOLD_KEYS = (
 RATE_LIMIT_ALERTS = 1000  # alerts per rule per window before folding: a safety net, not a filter
 RATE_LIMIT_SECONDS = 60.0  # the rate window: at most one folded alert per rule per minute
 
-MODES = ("once", "every", "limit")
+MODES = ("once", "every", "limit", "baseline")
+BASELINE_FACTOR = 10.0  # a window this many times a key's usual rate is anomalous
+BASELINE_LEARN_SECONDS = 600.0  # history a key needs before its usual rate is trusted
 SUPPRESS_TRACKS = ("by_src", "by_dst", "by_either")
 
 Record = Transaction | DecoderEvent
@@ -101,6 +111,8 @@ class Threshold:
     count: int
     seconds: float
     mode: str = "once"
+    factor: float = BASELINE_FACTOR  # mode baseline only
+    learn: float = BASELINE_LEARN_SECONDS  # mode baseline only
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,9 +189,14 @@ class AlertGate:
         # (sid, key) -> [window start, matches]; insertion order is window-start order
         self._windows: dict[tuple[int, Hashable], list[float]] = {}
         self._rates: dict[int, _RateWindow] = {}
+        # (sid, key) -> [first match, matches so far, start of the window that fired]: the
+        # history of ``mode: baseline`` keys, kept across windows; insertion order
+        self._usual: dict[tuple[int, Hashable], list[float]] = {}
         self.suppressed = 0
         self.thresholded = 0
         self.folded = 0
+        # What rules with a ``state`` block track across records (timers, written values).
+        self.state = RuleState()
 
     def admit(
         self, rule: Rule, record: Record, flow: Flow, ts: float, app_proto: str
@@ -190,31 +207,76 @@ class AlertGate:
                 self.suppressed += 1
                 return []
         extra: dict[str, Any] = {}
+        if rule.state is not None:
+            fired = self.state.observe(rule, record, flow, ts, app_proto)
+            if fired is None:
+                return []
+            extra = fired
+        return self._limit(rule, record, flow, ts, app_proto, extra)
+
+    def _limit(
+        self,
+        rule: Rule,
+        record: Record,
+        flow: Flow,
+        ts: float,
+        app_proto: str,
+        extra: dict[str, Any],
+    ) -> list[Pending]:
+        """The threshold and rate-limit gates of a match that passed suppression (and its
+        rule's state, whose fields ``extra`` holds)."""
         th = rule.threshold
         if th is not None:
             key = TRACKS[th.track](record, flow)
             n = self._count(rule.sid, key, th.seconds, ts)
-            fire = (
-                n == th.count
-                if th.mode == "once"
-                else n >= th.count
-                if th.mode == "every"
-                else n <= th.count
-            )
+            usual: float | None = None
+            if th.mode == "once":
+                fire = n == th.count
+            elif th.mode == "every":
+                fire = n >= th.count
+            elif th.mode == "limit":
+                fire = n <= th.count
+            else:
+                usual = self._usual_rate(rule.sid, key, th, ts, n)
+                fire = usual is not None
             if not fire:
                 self.thresholded += 1
                 return []
-            extra = {
-                "count": n,
-                "threshold": {
-                    "track": th.track,
-                    "key": list(key) if isinstance(key, tuple) else key,
-                    "count": th.count,
-                    "seconds": th.seconds,
-                    "mode": th.mode,
-                },
+            block: dict[str, Any] = {
+                "track": th.track,
+                "key": list(key) if isinstance(key, tuple) else key,
+                "count": th.count,
+                "seconds": th.seconds,
+                "mode": th.mode,
             }
+            if usual is not None:
+                block.update(factor=th.factor, learn=th.learn, usual_per_minute=usual * 60)
+            extra = {**extra, "count": n, "threshold": block}
         return self._rate(Pending(ts, flow, record, rule, app_proto, extra))
+
+    def _usual_rate(
+        self, sid: int, key: Hashable, th: Threshold, ts: float, n: int
+    ) -> float | None:
+        """``mode: baseline``: count the match in the key's history; when it makes the
+        window anomalous (``count`` matches or more, at ``factor`` times the usual rate of a
+        key known for ``learn`` seconds), the usual rate (matches per second); else None.
+        Fires once per window."""
+        wkey = (sid, key)
+        history = self._usual.get(wkey)
+        if history is None:
+            if len(self._usual) >= self.max_keys:
+                del self._usual[next(iter(self._usual))]
+            history = self._usual[wkey] = [ts, 0.0, -1.0]
+        history[1] += 1
+        start = self._windows[wkey][0]
+        known = start - history[0]
+        if n < th.count or history[2] == start or known < th.learn:
+            return None
+        usual = (history[1] - n) / known  # matches per second before this window
+        if n / th.seconds < th.factor * usual:
+            return None
+        history[2] = start
+        return usual
 
     def _count(self, sid: int, key: Hashable, seconds: float, ts: float) -> int:
         wkey = (sid, key)
@@ -266,12 +328,15 @@ class AlertGate:
         return last._replace(extra=extra)
 
     def due(self, now: float) -> list[Pending]:
-        """Folded summaries whose rate window has passed; forgets expired threshold windows."""
+        """Folded summaries whose rate window has passed, and alerts of state rules whose
+        time has come (no response within N seconds); forgets expired threshold windows."""
         out = [
             self._summary(w)
             for w in self._rates.values()
             if w.folded and now >= w.start + w.last.rule.rate_limit.seconds  # type: ignore[union-attr]
         ]
+        for fired in self.state.expired(now):
+            out.extend(self._limit(*fired))
         windows = self._windows
         while windows:  # oldest first; stops at the first still-open window
             wkey = next(iter(windows))
@@ -281,9 +346,13 @@ class AlertGate:
             del windows[wkey]
         return out
 
-    def drain(self) -> list[Pending]:
-        """Every folded summary still held (end of the capture)."""
-        return [self._summary(w) for w in self._rates.values() if w.folded]
+    def drain(self, now: float | None = None) -> list[Pending]:
+        """At the end of the capture (``now``; default the latest time the gate saw): the
+        overdue state alerts, then every folded summary still held."""
+        out: list[Pending] = []
+        for fired in self.state.drain(now):
+            out.extend(self._limit(*fired))
+        return out + [self._summary(w) for w in self._rates.values() if w.folded]
 
 
 def parse_limits(
@@ -325,7 +394,8 @@ def _check_keys(
 def _parse_threshold(block: Any, problem: Callable[..., None]) -> Threshold | None:
     if block is None:
         return None
-    if not _check_keys(block, "threshold", ("track", "count", "seconds", "mode"), problem):
+    keys = ("track", "count", "seconds", "mode", "factor", "learn")
+    if not _check_keys(block, "threshold", keys, problem):
         return None
     ok = True
     track, count = block.get("track"), block.get("count")
@@ -342,7 +412,21 @@ def _parse_threshold(block: Any, problem: Callable[..., None]) -> Threshold | No
     if mode not in MODES:
         problem(("threshold", "mode"), f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         ok = False
-    return Threshold(track, count, float(seconds), mode) if ok else None
+    factor = block.get("factor", BASELINE_FACTOR)
+    learn = block.get("learn", BASELINE_LEARN_SECONDS)
+    for name in ("factor", "learn"):
+        if name in block and mode != "baseline":
+            problem(("threshold", name), f"{name} applies to mode baseline only")
+            ok = False
+    if not _positive(factor, integer=False):
+        problem(("threshold", "factor"), f"factor must be a positive number, got {factor!r}")
+        ok = False
+    if not (_positive(learn, integer=False) or (learn == 0 and not isinstance(learn, bool))):
+        problem(("threshold", "learn"), f"learn must be a number of seconds, got {learn!r}")
+        ok = False
+    if not ok:
+        return None
+    return Threshold(track, count, float(seconds), mode, float(factor), float(learn))
 
 
 def _parse_suppress(

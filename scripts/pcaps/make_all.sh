@@ -12,8 +12,11 @@ py="${PYTHON:-python}"
 "$py" scripts/pcaps/modbus_malformed.py --out pcaps/modbus-malformed.pcap
 "$py" scripts/pcaps/modbus_flood.py --out pcaps/modbus-flood.pcap
 "$py" scripts/pcaps/modbus_non_modbus_502.py --out pcaps/modbus-non-modbus-502.pcap
+"$py" scripts/pcaps/modbus_state.py --out pcaps/modbus-state.pcap
+"$py" scripts/pcaps/modbus_bursts.py --out pcaps/modbus-bursts.pcap
 # DNP3: the opendnp3 capture makes scripts/pcaps/.venv310 (Python 3.10, dnp3-python) first.
 "$py" scripts/pcaps/dnp3_opendnp3.py --out pcaps/dnp3-opendnp3.pcap
 "$py" scripts/pcaps/dnp3_attack.py --out pcaps/dnp3-attack.pcap
 "$py" scripts/pcaps/dnp3_udp.py --out pcaps/dnp3-udp.pcap
 "$py" scripts/pcaps/dnp3_malformed.py --out pcaps/dnp3-malformed.pcap
+"$py" scripts/pcaps/dnp3_state.py --out pcaps/dnp3-state.pcap

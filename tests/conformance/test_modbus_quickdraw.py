@@ -38,6 +38,8 @@ UNSOLICITED_RESPONSE = 9101007
 NON_MODBUS_TRAFFIC = 9101009
 POINT_SCAN = 9101110
 FUNCTION_CODE_SCAN = 9101111
+NO_RESPONSE = 9101112
+WRITE_READBACK_CHANGED = 9101113
 
 
 def alerts_by_sid(sink: Any) -> Counter[int]:
@@ -64,6 +66,8 @@ def test_part1_alerts_per_rule(run_analysis: Analyse) -> None:
         # its later responses have no request and one of them a protocol id of 8960.
         UNSOLICITED_RESPONSE: 2,
         INVALID_PROTOCOL_ID: 1,
+        # A read device identification request (43/14) at 12:05:58 is never answered.
+        NO_RESPONSE: 1,
     }
 
 
@@ -99,6 +103,8 @@ def test_part2_alerts_per_rule(run_analysis: Analyse) -> None:
         # (3 and 5 exceptions a minute, once per window) over a scan of 94 s.
         FUNCTION_CODE_SCAN: 2,
         POINT_SCAN: 1,
+        # The scan writes coil 0 with 0 (function 5), then reads it back as 1 (function 1).
+        WRITE_READBACK_CHANGED: 1,
     }
 
 

@@ -93,6 +93,7 @@ class ModbusParser(AppParser):
         )
         self._next_tx_id += 1
         tx.request_ts = ts
+        tx.request_pdu = pdu
         if info.access is not None:
             tx.access = info.access
             tx.table = info.table
@@ -149,6 +150,7 @@ class ModbusParser(AppParser):
                 tx.table = info.table
             unsolicited = True
         tx.response_ts = ts
+        tx.response_pdu = pdu
         tx.done = True
         if function & _EXCEPTION_BIT:
             problems = parse_exception_response(tx, pdu)

@@ -102,6 +102,10 @@ class ModbusTransaction(Transaction):
     response_ts: float | None = None
     request_data: bytes | None = None
     response_data: bytes | None = None
+    # The PDUs as received (function code first), for Suricata content rules: the slices
+    # the framer already made, kept by reference.
+    request_pdu: bytes | None = None
+    response_pdu: bytes | None = None
     and_mask: int | None = None
     or_mask: int | None = None
     write_address: int | None = None
