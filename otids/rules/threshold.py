@@ -23,6 +23,8 @@ twice gives the same alerts. A match goes through three gates, in this order:
       ``detection_filter``);
     * ``limit``: an alert for each of the first ``count`` matches, then silence until the
       window ends (Suricata ``type limit``);
+    * ``nth``: an alert at every ``count``-th match of the window (Suricata
+      ``type threshold``);
     * ``baseline``: one alert per key and window, at the first match that makes the window
       hold ``count`` matches or more *and* run at ``factor`` (default 10) times the key's
       usual rate: its matches before the window over the time since its first one. A key
@@ -69,7 +71,7 @@ MAX_THRESHOLD_KEYS = (
 RATE_LIMIT_ALERTS = 1000  # alerts per rule per window before folding: a safety net, not a filter
 RATE_LIMIT_SECONDS = 60.0  # the rate window: at most one folded alert per rule per minute
 
-MODES = ("once", "every", "limit", "baseline")
+MODES = ("once", "every", "limit", "nth", "baseline")
 BASELINE_FACTOR = 10.0  # a window this many times a key's usual rate is anomalous
 BASELINE_LEARN_SECONDS = 600.0  # history a key needs before its usual rate is trusted
 SUPPRESS_TRACKS = ("by_src", "by_dst", "by_either")
@@ -236,6 +238,8 @@ class AlertGate:
                 fire = n >= th.count
             elif th.mode == "limit":
                 fire = n <= th.count
+            elif th.mode == "nth":
+                fire = n % th.count == 0
             else:
                 usual = self._usual_rate(rule.sid, key, th, ts, n)
                 fire = usual is not None

@@ -72,6 +72,8 @@ A, B = flow("10.0.0.5"), flow("10.0.0.6")
         ("by_src, count: 3, seconds: 10, mode: every", [0, 1, 2, 3], [(2, 3), (3, 4)]),
         # limit: the first count matches of the window
         ("by_src, count: 2, seconds: 10, mode: limit", [0, 1, 2, 3], [(0, 1), (1, 2)]),
+        # nth (Suricata type threshold): every count-th match of the window
+        ("by_src, count: 2, seconds: 10, mode: nth", [0, 1, 2, 3, 4], [(1, 2), (3, 4)]),
         # by_rule: all sources share one key
         ("by_rule, count: 2, seconds: 10", [0, 1], [(1, 2)]),
     ],

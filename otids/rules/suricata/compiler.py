@@ -74,9 +74,9 @@ THRESHOLD_TRACKS = {
     "by_rule": "by_rule",
     "by_flow": "by_flow",
 }
-THRESHOLD_MODES = {"both": "once", "threshold": "once", "limit": "limit"}
-"""Suricata ``type`` -> otids threshold mode. ``threshold`` (an alert every ``count``
-matches) has no exact otids mode: it alerts once per window at the ``count``-th match."""
+THRESHOLD_MODES = {"both": "once", "threshold": "nth", "limit": "limit"}
+"""Suricata ``type`` -> otids threshold mode (``threshold``: an alert every ``count``
+matches of the window, otids' ``nth``)."""
 
 MBAP = struct.Struct(">HHHB")  # transaction id, protocol id, length, unit id
 

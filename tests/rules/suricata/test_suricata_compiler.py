@@ -254,7 +254,7 @@ def test_duplicate_sid_keeps_the_higher_rev() -> None:
 THRESHOLDS = [
     ("threshold: type both, track by_src, count 3, seconds 60;", ("by_src", 3, 60.0, "once")),
     ("threshold: type limit, track by_dst, count 1, seconds 10;", ("by_dst", 1, 10.0, "limit")),
-    ("threshold: type threshold, track by_both, count 5, seconds 9;", ("by_pair", 5, 9.0, "once")),
+    ("threshold: type threshold, track by_both, count 5, seconds 9;", ("by_pair", 5, 9.0, "nth")),
     ("detection_filter: track by_rule, count 2, seconds 5;", ("by_rule", 2, 5.0, "every")),
 ]  # fmt: skip
 

@@ -50,7 +50,7 @@ CAPTURES = [
             1111004: 1,  # the scan's function 43 ...
             1111005: 1,  # ... and 17
             1111013: 1,  # illegal data address exceptions: 5 in a minute
-            1111014: 2,  # illegal function exceptions: 3 in a minute, twice
+            1111014: 34,  # illegal function exceptions: every 3rd of a minute (type threshold)
         },
     ),
     (
