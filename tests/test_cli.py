@@ -406,3 +406,31 @@ def test_help(args: tuple[str, ...], words: list[str]) -> None:
     assert result.stdout.startswith("Usage: otids")
     for word in words:
         assert word in result.stdout
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_pcap_out_keeps_only_alerting_flows(tmp_path: Path, workers: int) -> None:
+    """--pcap-out: the frames of the flows that raised alerts (their earlier frames too), none
+    of the others; a capture without alerts leaves a valid, empty pcap."""
+    from otids.capture.pcapwriter import flow_key
+    from otids.capture.readers import open_capture
+
+    out = tmp_path / "alerting.pcap"
+    result = otids_run(
+        "read", PCAPS / "modbus-attack.pcap", PCAPS / "modbus-polling.pcap", "--quiet",
+        "--pcap-out", out, "--workers", workers,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+
+    def flows(path: Path) -> Counter[Any]:
+        with open_capture(path) as reader:
+            return Counter(flow_key(lt, frame) for _ts, lt, frame, _wl in reader)
+
+    written, attack = flows(out), flows(PCAPS / "modbus-attack.pcap")
+    assert written and set(written) <= set(attack)  # nothing of the polling capture
+    assert sum(written.values()) == sum(n for k, n in attack.items() if k in written)
+
+    empty = tmp_path / "none.pcap"
+    result = otids_run("read", PCAPS / "modbus-polling.pcap", "--quiet", "--pcap-out", empty)
+    assert result.returncode == 0
+    assert flows(empty) == Counter()

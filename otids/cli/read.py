@@ -13,6 +13,7 @@ import click
 
 from otids.alerts.eve import stats_record
 from otids.alerts.sinks import SinkSet
+from otids.capture.pcapwriter import FlowRecorder, create_pcap
 from otids.capture.readers import CaptureError, CaptureReader, open_capture
 from otids.cli.app import main
 from otids.cli.common import (
@@ -35,6 +36,7 @@ from otids.workers import auto_workers, merge_stats, run_workers
 
 # A capture smaller than this is over before a progress bar would be read.
 PROGRESS_MIN_BYTES = 32 * 1024 * 1024
+PCAP_OUT_SNAPLEN = 262144  # --pcap-out keeps frames whole (libpcap's largest snap length)
 
 
 @main.command()
@@ -55,6 +57,11 @@ PROGRESS_MIN_BYTES = 32 * 1024 * 1024
     show_default="0 = auto",
     help="Processes sharing the flows (0: one per CPU for large captures).",
 )
+@click.option(
+    "--pcap-out",
+    metavar="FILE",
+    help="Write the packets of alerting flows to this pcap (recent ones before the alert too).",
+)
 def read(
     captures: tuple[str, ...],
     rule_dirs: tuple[str, ...],
@@ -62,6 +69,7 @@ def read(
     vars_file: str | None,
     outputs: Outputs,
     workers: int,
+    pcap_out: str | None,
 ) -> None:
     """Analyse pcap/pcapng capture files (gzip accepted), in the order given."""
     # The configuration file's [variables], overridden by the --vars file's.
@@ -81,12 +89,20 @@ def read(
     if not outputs.quiet:
         warn_disabled(ruleset)
     outputs.open()
+    recording = None
+    if pcap_out is not None:
+        linktype = _first_linktype(good[0])
+        try:
+            create_pcap(pcap_out, linktype, PCAP_OUT_SNAPLEN)
+        except OSError as exc:
+            fail(f"cannot write {pcap_out}: {exc.strerror or exc}")
+        recording = (pcap_out, linktype)
     size = sum(os.path.getsize(p) for p in good)
     count = workers or auto_workers(size)
     started = time.monotonic()
 
     def analysis(shard: tuple[int, int], report: bool) -> tuple[dict[str, Any], int]:
-        return _analyse(good, ruleset, outputs, shard, report)
+        return _analyse(good, ruleset, outputs, shard, report, recording)
 
     if count <= 1:
         stats, worker_code = analysis((0, 1), True)
@@ -111,10 +127,13 @@ def _analyse(
     outputs: Outputs,
     shard: tuple[int, int],
     report: bool,
+    recording: tuple[str, int] | None = None,
 ) -> tuple[dict[str, Any], int]:
     """Run the pipeline over ``captures`` for one shard of the flows; return its statistics
-    and exit code. ``report``: this process reports capture warnings (one worker does)."""
-    sink = SinkSet(outputs.sinks())
+    and exit code. ``report``: this process reports capture warnings (one worker does).
+    ``recording``: (pcap path, link type) for --pcap-out."""
+    recorder = FlowRecorder(*recording) if recording is not None else None
+    sink = SinkSet([*outputs.sinks(), *([recorder] if recorder is not None else [])])
     pipeline = Pipeline(ruleset, sink, log_transactions=outputs.transactions, shard=shard)
     code = EXIT_OK
     try:
@@ -129,7 +148,8 @@ def _analyse(
             with reader:
                 pipeline.files += 1
                 reader.prefilter = pipeline.decoder
-                pipeline.run(_with_progress(reader, path, outputs.quiet or not report))
+                packets = _with_progress(reader, path, outputs.quiet or not report)
+                pipeline.run(packets if recorder is None else recorder.record(packets))
                 if reader.damaged:
                     code = EXIT_BAD_INPUT
                 if reader.warning:
@@ -145,7 +165,23 @@ def _analyse(
     finally:
         stats = pipeline.finish(emit_stats=False)
         sink.close()
+        if recorder is not None:
+            recorder.close()
+            if recorder.error is not None and report:
+                warn(f"--pcap-out: writing stopped: {recorder.error}")
     return stats, code
+
+
+def _first_linktype(path: str) -> int:
+    """The link type of a capture's first packet (Ethernet when it has none): a pcap written
+    by --pcap-out has one link type."""
+    try:
+        with open_capture(path) as reader:
+            for _ts, linktype, _frame, _wirelen in reader:
+                return linktype
+    except CaptureError:
+        pass
+    return 1
 
 
 def _with_progress(

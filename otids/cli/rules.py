@@ -10,7 +10,14 @@ import click
 
 from otids.capture.readers import CaptureError, open_capture
 from otids.cli.app import main
-from otids.cli.common import build_ruleset, fail, load_variables, rule_source_options, warn_disabled
+from otids.cli.common import (
+    SURICATA_RULES_KEY,
+    build_ruleset,
+    fail,
+    load_variables,
+    rule_source_options,
+    warn_disabled,
+)
 from otids.pipeline import Pipeline
 from otids.rules.loader import RuleLoadError, default_rules_dir, load_rules, resolve_test_path
 
@@ -107,6 +114,7 @@ def rules_test(rule_dirs: tuple[str, ...], no_default_rules: bool) -> None:
 
     paths: list[str | Path] = [default_rules_dir()] if not no_default_rules else []
     paths.extend(rule_dirs)
+    paths.extend(click.get_current_context().meta.get(SURICATA_RULES_KEY, ()))
     try:
         ruleset = load_rules(paths)
     except RuleLoadError as exc:

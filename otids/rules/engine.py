@@ -54,10 +54,12 @@ from otids.rules.threshold import DEFAULT_RATE_LIMIT, RateLimit, Suppression, Th
 Predicate = Callable[[Any], bool]
 Matcher = Callable[[EvalContext], bool]
 
-SECONDARY_INDEX: dict[str, str] = {"modbus": "modbus.exception"}
+SECONDARY_INDEX: dict[str, str] = {"modbus": "modbus.exception", "dnp3": "dnp3.iin"}
 """Protocol -> field indexing the rules that do not fix the function code. Exception-burst
-rules match any function but one exception code, which most transactions lack: indexed,
-they cost one attribute read per transaction instead of a full evaluation."""
+rules match any function but one exception code, which most transactions lack; DNP3 scan
+rules match one of a few IIN bits, which most responses lack: indexed, they cost one field
+read per transaction instead of a full evaluation. A list-valued field (the IIN names)
+selects the rules indexed under any of its values."""
 
 CIDR_MEMO_MAX = 4096  # addresses whose CIDR verdict a selection remembers; a sweep resets it
 
@@ -490,7 +492,14 @@ class RuleSet:
         else:
             get1, idx1, get2, idx2, rest = plan
             first = idx1.get(get1(record)) if idx1 else None
-            second = idx2.get(get2(record)) if idx2 else None
+            second = None
+            if idx2:
+                key2 = get2(record)
+                if type(key2) is list:
+                    found = [r for v in key2 for r in idx2.get(v, ())]
+                    second = list(dict.fromkeys(found)) if found else None
+                else:
+                    second = idx2.get(key2)
             if first is None and second is None:
                 cands = rest
             else:

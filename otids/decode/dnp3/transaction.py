@@ -26,6 +26,30 @@ APP_UNS = 0x10
 APP_SEQ = 0x0F
 
 
+# EVE objects of the application and link control octets, for each of their 256 values.
+_APP_CONTROL = tuple(
+    {
+        "fir": bool(v & APP_FIR),
+        "fin": bool(v & APP_FIN),
+        "con": bool(v & APP_CON),
+        "uns": bool(v & APP_UNS),
+        "sequence": v & APP_SEQ,
+    }
+    for v in range(256)
+)
+_LINK_CONTROL = tuple(
+    {
+        "dir": bool(v & DIR_BIT),
+        "pri": bool(v & PRM_BIT),
+        "fcb": bool(v & FCB_BIT),
+        "fcv": bool(v & FCV_BIT),
+        "function_code": v & FUNCTION_MASK,
+    }
+    for v in range(256)
+)
+_IIN_OBJECTS: dict[int, dict[str, list[str]]] = {}  # IIN value -> EVE object (65536 at most)
+
+
 class Dnp3Message:
     """One application fragment, with the link header of the frame that started it."""
 
@@ -107,16 +131,13 @@ class Dnp3Message:
         return "response"
 
     def eve(self) -> dict[str, Any]:
-        """This fragment as one record of Suricata's EVE ``dnp3`` log."""
-        lc = self.link_control
+        """This fragment as one record of Suricata's EVE ``dnp3`` log.
+
+        The control and IIN objects depend on one octet (two for the IIN) only: they are
+        built once per value and shared by every record (records are written, never changed).
+        """
         app: dict[str, Any] = {
-            "control": {
-                "fir": self.fir,
-                "fin": self.fin,
-                "con": self.con,
-                "uns": self.uns,
-                "sequence": self.seq,
-            },
+            "control": _APP_CONTROL[self.app_control],
             "function_code": self.function,
         }
         if self.objects:
@@ -124,19 +145,17 @@ class Dnp3Message:
         app["complete"] = self.complete
         out: dict[str, Any] = {
             "type": self.kind,
-            "control": {
-                "dir": bool(lc & DIR_BIT),
-                "pri": bool(lc & PRM_BIT),
-                "fcb": bool(lc & FCB_BIT),
-                "fcv": bool(lc & FCV_BIT),
-                "function_code": lc & FUNCTION_MASK,
-            },
+            "control": _LINK_CONTROL[self.link_control],
             "src": self.src,
             "dst": self.dst,
             "application": app,
         }
-        if self.iin is not None:
-            out["iin"] = {"indicators": iin_names(self.iin)}
+        iin = self.iin
+        if iin is not None:
+            indicators = _IIN_OBJECTS.get(iin)
+            if indicators is None:
+                indicators = _IIN_OBJECTS[iin] = {"indicators": iin_names(iin)}
+            out["iin"] = indicators
         return out
 
 
