@@ -405,11 +405,13 @@ def _alone(msg: Message, ours: bool) -> Disagreement:
 
 def _align(a: list[Message], b: list[Message], out: list[Disagreement]) -> None:
     """Pair ``a`` (otids) with ``b`` (Wireshark), both in frame order, in three passes, each
-    Wireshark message taking the first unpaired otids message that has: the same
-    :func:`_key` within :data:`FRAME_LAG` frames; else the same :func:`_identity` within
-    :data:`IDENTITY_LAG` (one message decoded differently); else the same key at any later frame (a
-    midstream conversation whose start only settled at its end). The rest were seen by one
-    side only."""
+    Wireshark message taking the unpaired otids message at its own frame, else the first
+    unpaired one, that has: the same :func:`_key` within :data:`FRAME_LAG` frames; else the
+    same :func:`_identity` within :data:`IDENTITY_LAG` (one message decoded differently);
+    else the same key at any later frame (a midstream conversation whose start only settled
+    at its end). The rest were seen by one side only. Preferring the same frame keeps a
+    message only one side saw from shifting every later pair of a periodic poll (each would
+    take its predecessor's partner, and the report would point at the last one)."""
     used = [False] * len(a)
     pending = list(b)
     for key, window in ((_key, FRAME_LAG), (_identity, IDENTITY_LAG), (_key, None)):
@@ -418,16 +420,21 @@ def _align(a: list[Message], b: list[Message], out: list[Disagreement]) -> None:
             want = key(y)
             low = y.frame - window if window is not None else y.frame
             high = y.frame + window if window is not None else None
+            best = None
             for i, x in enumerate(a):  # a is in frame order: stop past the window
                 if high is not None and x.frame > high:
-                    left.append(y)
                     break
-                if not used[i] and x.frame >= low and key(x) == want:
-                    used[i] = True
-                    _fields(x, y, out)
+                if used[i] or x.frame < low or key(x) != want:
+                    continue
+                if best is None or x.frame == y.frame:
+                    best = i
+                if x.frame >= y.frame:  # at or past y's frame: nothing closer follows
                     break
-            else:
+            if best is None:
                 left.append(y)
+            else:
+                used[best] = True
+                _fields(a[best], y, out)
         pending = left
     out.extend(_alone(y, False) for y in pending)
     out.extend(_alone(x, True) for x, paired in zip(a, used, strict=True) if not paired)

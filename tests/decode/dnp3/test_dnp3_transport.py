@@ -43,6 +43,15 @@ def test_three_segments() -> None:
     assert events == []
 
 
+def test_first_segment_at_63_wraps_to_0() -> None:
+    """The shape of ICSNPP ``dnp3.analyzer.basic`` frames 17-18 (FIR at 63, FIN at 0), which
+    Wireshark 4.0 leaves unreassembled: IEEE 1815 counts the sequence modulo 64."""
+    r, events = Reassembler(), []
+    assert r.push(KEY, segment(63, b"ab", fir=True), events) is None
+    assert r.push(KEY, segment(0, b"cd", fin=True), events) == b"abcd"
+    assert events == []
+
+
 def test_address_pairs_reassemble_apart() -> None:
     r, events = Reassembler(), []
     other = (0, 2, 10)
