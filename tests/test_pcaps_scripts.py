@@ -43,6 +43,12 @@ CRAFTED = [
     ("modbus_malformed", "modbus-malformed.pcap"),
     ("modbus_flood", "modbus-flood.pcap"),
     ("modbus_non_modbus_502", "modbus-non-modbus-502.pcap"),
+    ("modbus_state", "modbus-state.pcap"),
+    ("modbus_bursts", "modbus-bursts.pcap"),
+    ("dnp3_attack", "dnp3-attack.pcap"),
+    ("dnp3_udp", "dnp3-udp.pcap"),
+    ("dnp3_malformed", "dnp3-malformed.pcap"),
+    ("dnp3_state", "dnp3-state.pcap"),
 ]
 
 

@@ -13,7 +13,6 @@ import importlib
 import sys
 from collections import Counter
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
@@ -25,7 +24,6 @@ from otids.rules.threshold import AlertGate
 from tests.conftest import PCAPS, REPO, ListSink, analyse
 from tests.rules.test_state import Harness
 
-SCRIPTS = REPO / "scripts" / "pcaps"
 UNCONFIRMED_RULE = default_rules_dir() / "dnp3" / "unconfirmed-unsolicited.yaml"
 STORM_SID, UNCONFIRMED_SID = 9102108, 9102116
 MASTER, OUTSTATION = 1, 10  # link addresses
@@ -181,35 +179,11 @@ def test_bad_baseline_block(block: str, message: str) -> None:
 # --- sample captures ---------------------------------------------------------------------------
 
 
-def script(name: str) -> ModuleType:
-    """Import a script module of scripts/pcaps (they import their siblings)."""
-    if str(SCRIPTS) not in sys.path:
-        sys.path.insert(0, str(SCRIPTS))
-    return importlib.import_module(name)
-
-
-@pytest.mark.parametrize(
-    ("module", "name"),
-    [
-        ("modbus_state", "modbus-state.pcap"),
-        ("modbus_bursts", "modbus-bursts.pcap"),
-        ("dnp3_state", "dnp3-state.pcap"),
-    ],
-)
-def test_crafted_capture_is_reproduced_byte_for_byte(
-    module: str, name: str, tmp_path: Path
-) -> None:
-    session = script(module).build()
-    out = tmp_path / name
-    script("crafted").write(out, session.packets)
-    assert out.read_bytes() == (PCAPS / name).read_bytes()
-
-
 def by_sid(sink: ListSink) -> Counter[int]:
     return Counter(a["alert"]["signature_id"] for a in sink.of("alert"))
 
 
-# The DNP3 no-response rule a site may add (docs/drafts/rules-state.md): not shipped, because
+# The DNP3 no-response rule a site may add (README, rules with state): not shipped, because
 # every DNP3 request would then match a rule in the engine's own view (its timer starts).
 DNP3_NO_RESPONSE = """\
 id: site-dnp3-no-response

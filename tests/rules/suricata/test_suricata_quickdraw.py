@@ -1,9 +1,10 @@
 """Digital Bond Quickdraw's Snort rules, loaded as Suricata rules, on their trigger captures.
 
 The repository ships no expected-alert list: the counts per sid are otids' own, pinned, and
-compared with otids' native rules in docs/drafts/suricata.md. The site variables name the
-captures' Modbus and DNP3 clients and servers; 10.0.0.9, which reads and writes the PLC
-10.0.0.3 in modbus_test_data_part1.pcap, is left out on purpose (an "unauthorized" client).
+compared with otids' native rules in the README (Suricata and Snort rules). The site
+variables name the captures' Modbus and DNP3 clients and servers; 10.0.0.9, which reads and
+writes the PLC 10.0.0.3 in modbus_test_data_part1.pcap, is left out on purpose (an
+"unauthorized" client).
 """
 
 from __future__ import annotations
