@@ -15,7 +15,6 @@ mapping from the capture.
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 
 import pytest
 import yaml
+from eve_paths import resolve
 
 from otids.alerts.eve import iso_timestamp
 from otids.capture.link import PacketDecoder
@@ -85,22 +85,6 @@ def suricata_packets(path: Path) -> dict[str, set[int]]:
                 end = (pkt.seq + len(pkt.payload)) % SEQ_MOD
                 waiting[pkt.src, pkt.sport].append((end, stamp))
     return cnt
-
-
-def resolve(record: Any, path: str) -> Any:
-    """The value at a suricata-verify path such as ``dnp3.application.objects[0].group``;
-    a :class:`KeyError` instance (equal to nothing) when absent."""
-    for part in re.findall(r"[^.\[\]]+|\[\d+\]", path):
-        if part.startswith("["):
-            index = int(part[1:-1])
-            if not isinstance(record, list) or index >= len(record):
-                return KeyError(path)
-            record = record[index]
-        elif isinstance(record, dict) and part in record:
-            record = record[part]
-        else:
-            return KeyError(path)
-    return record
 
 
 def dnp3_log(sink: Any) -> list[dict[str, Any]]:

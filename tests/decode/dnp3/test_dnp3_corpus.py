@@ -7,12 +7,11 @@ each flow in capture order, TCP retransmissions dropped, which these clean captu
 from __future__ import annotations
 
 import collections
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
+from eve_paths import resolve
 from zeek_baselines import zeek_response_headers
 
 from otids.decode.base import DecoderEvent, Direction, ProbeResult, Record
@@ -170,20 +169,6 @@ KNOWN_DIVERGENCES = {
 }
 
 
-def _resolve(record: Any, path: str) -> Any:
-    for part in re.findall(r"[^.\[\]]+|\[\d+\]", path):
-        if part.startswith("["):
-            index = int(part[1:-1])
-            if not isinstance(record, list) or index >= len(record):
-                return KeyError(path)
-            record = record[index]
-        elif isinstance(record, dict) and part in record:
-            record = record[part]
-        else:
-            return KeyError(path)
-    return record
-
-
 def suricata_checks(test: str) -> tuple[list[tuple[float, dict]], list[dict]]:
     """Our EVE records (with their pcap_cnt) and the test's dnp3 checks."""
     yaml = pytest.importorskip("yaml")
@@ -210,12 +195,12 @@ def test_suricata_eve_records(test: str) -> None:
         match = check["match"]
         wanted = {k.removeprefix("dnp3."): v for k, v in match.items() if k.startswith("dnp3.")}
         candidates = [r for ts, r in records if match.get("pcap_cnt") in (None, ts)]
-        hits = [r for r in candidates if all(_resolve(r, k) == v for k, v in wanted.items())]
+        hits = [r for r in candidates if all(resolve(r, k) == v for k, v in wanted.items())]
         if len(hits) == check.get("count", 1):
             matched += 1
             continue
         for key, value in wanted.items():
-            if not any(_resolve(r, key) == value for r in candidates):
+            if not any(resolve(r, key) == value for r in candidates):
                 missed.add((test, match.get("pcap_cnt"), key))
     expected = {m for m in KNOWN_DIVERGENCES if m[0] == test}
     assert missed == expected
