@@ -47,8 +47,8 @@ from otids.capture.flow import Flow
 from otids.decode.base import DecoderEvent, Transaction
 from otids.decode.registry import BY_NAME
 from otids.rules.condition import Node
-from otids.rules.fields import VOCABULARY, EvalContext
-from otids.rules.state import StateSpec
+from otids.rules.fields import VOCABULARY, EvalContext, ResolvedField
+from otids.rules.state import Phase, StateSpec
 from otids.rules.threshold import DEFAULT_RATE_LIMIT, RateLimit, Suppression, Threshold
 
 Predicate = Callable[[Any], bool]
@@ -97,6 +97,9 @@ class Rule:
     # carry for the rule to match; None when the rule cannot be indexed.
     index_values: frozenset[Any] | None = None
     index_field: str = ""  # the field index_values are values of
+    # The condition tests nothing but the index field: a rule the index selected matches, and
+    # the engine skips evaluating it.
+    index_exact: bool = False
     raw: dict[str, Any] = field(default_factory=dict)
     threshold: Threshold | None = None
     suppress: tuple[Suppression, ...] = ()
@@ -111,6 +114,8 @@ class Rule:
     priority: int | None = None
     # The ``state`` block (:mod:`otids.rules.state`): what the rule tracks across records.
     state: StateSpec | None = None
+    # With a state block: the detection's own matcher, which ``match`` wraps.
+    detect: Matcher | None = None
 
     @property
     def attack(self) -> list[str]:
@@ -245,19 +250,6 @@ def _range_predicate(value: Any) -> Predicate:
     return lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and lo <= v <= hi
 
 
-def _any_of(pred: Predicate) -> Predicate:
-    """Lift a scalar predicate to fields that may hold a list (any element matches)."""
-
-    def lifted(v: Any) -> bool:
-        if v is None:
-            return False
-        if isinstance(v, list):
-            return any(pred(x) for x in v)
-        return pred(v)
-
-    return lifted
-
-
 def _var_names(value: Any) -> list[str]:
     """The ``$names`` a selection value refers to."""
     values = value if isinstance(value, list) else [value]
@@ -302,7 +294,6 @@ def compile_entry(
             path,
         )
     resolved = VOCABULARY[name]
-    get = resolved.get
     undefined = [v for v in _var_names(value) if v not in variables]
     if undefined:
         if missing is None:
@@ -313,20 +304,56 @@ def compile_entry(
     try:
         if modifier == "exists":
             want = bool(value)
+            get = resolved.get
             return name, lambda ctx: (get(ctx) is not None) == want
         if modifier == "range":
-            pred = _any_of(_range_predicate(value))
+            pred = _range_predicate(value)
         elif modifier == "not":
-            inner = _any_of(_eq_predicate(_as_list(value), resolved.spec.type))
-            return name, lambda ctx: not inner(get(ctx))
+            inner = _field_matcher(resolved, _eq_predicate(_as_list(value), resolved.spec.type))
+            return name, lambda ctx: not inner(ctx)
         else:
             values = _as_list(value)
             if not values:
                 raise CompileError("empty list of values")
-            pred = _any_of(_MODIFIERS[modifier](values, resolved.spec.type))
+            pred = _MODIFIERS[modifier](values, resolved.spec.type)
     except CompileError as exc:
         raise CompileError(str(exc), path) from None
-    return name, lambda ctx: pred(get(ctx))
+    return name, _field_matcher(resolved, pred)
+
+
+def _field_matcher(resolved: ResolvedField, pred: Predicate) -> Matcher:
+    """The matcher of ``pred`` on a field: it holds for the value or, on a list, for any
+    element; never on an absent value (or another protocol's record).
+
+    One frame reads the field and tests it (not a getter, a lift and the predicate
+    chained): rules evaluate an entry on every candidate record.
+    """
+    get = resolved.spec.get
+    proto = resolved.protocol
+    if proto is None:  # flow and event fields read the context
+
+        def on_context(ctx: EvalContext) -> bool:
+            v = get(ctx)
+            if v is None:
+                return False
+            if isinstance(v, list):
+                return any(map(pred, v))
+            return pred(v)
+
+        return on_context
+
+    def on_transaction(ctx: EvalContext) -> bool:
+        tx = ctx.tx
+        if tx is None or tx.protocol != proto:
+            return False
+        v = get(tx)
+        if v is None:
+            return False
+        if isinstance(v, list):
+            return any(map(pred, v))
+        return pred(v)
+
+    return on_transaction
 
 
 def compile_selection(
@@ -400,7 +427,46 @@ def index_values(
     return None
 
 
+def index_exact(node: Node, literal: dict[str, dict[str, Any]], field_name: str) -> bool:
+    """True when the condition is one selection testing nothing but ``field_name`` for
+    equality (with the values :func:`index_values` found): a record the index matched to the
+    rule then satisfies it, with nothing left to evaluate."""
+    if not field_name or node[0] != "sel":
+        return False
+    sel = literal.get(node[1])  # type: ignore[arg-type]
+    if not sel:
+        return False
+    return list(sel) == [field_name] and VOCABULARY[field_name].spec.type != "ip"
+
+
 # --- the rule set ---------------------------------------------------------------------------
+
+# A candidate rule and the test left to run on the record's context (None: the index lookup
+# that made it a candidate decided).
+_Entry = tuple[Rule, Matcher | None]
+# How match() finds a protocol's candidates, for transactions pending or done: (primary
+# index getter, its value -> (indexed entries, those followed by the rest), secondary getter,
+# its value -> entries, the entries checked on every transaction).
+_Plan = tuple[
+    Any, dict[Any, tuple[list[_Entry], list[_Entry]]], Any, dict[Any, list[_Entry]], list[_Entry]
+]
+
+
+def _phases(rule: Rule) -> tuple[Phase, Phase]:
+    """Whether ``rule`` can match a transaction pending, and one done, and the test left."""
+    if rule.state is None:
+        test = None if rule.index_exact else rule.match
+        return (True, test), (True, test)
+    if rule.detect is None and not rule.index_exact:
+        return (True, rule.match), (True, rule.match)  # its matcher tells the phases apart
+    return rule.state.phases(None if rule.index_exact else rule.detect)
+
+
+def _phase_entries(rule: Rule) -> tuple[_Entry | None, _Entry | None]:
+    """The candidate entry of ``rule`` for transactions pending and done (None: it cannot
+    match them)."""
+    (pending_ok, pending), (done_ok, done) = _phases(rule)
+    return (rule, pending) if pending_ok else None, (rule, done) if done_ok else None
 
 
 class RuleSet:
@@ -410,13 +476,13 @@ class RuleSet:
         everything = sorted(rules, key=lambda r: r.sid)
         self.rules: list[Rule] = [r for r in everything if not r.missing_vars]
         self.disabled: list[Rule] = [r for r in everything if r.missing_vars]
-        self._by_event: dict[str, list[Rule]] = {}
-        self._event_any: list[Rule] = []
-        self._tx_index: dict[str, dict[Any, list[Rule]]] = {}
-        self._tx_rest: dict[str, list[Rule]] = {}
+        by_event: dict[str, list[Rule]] = {}
+        event_any: list[Rule] = []
+        tx_index: dict[str, dict[Any, list[Rule]]] = {}
+        tx_rest: dict[str, list[Rule]] = {}
         # protocol -> (getter of its secondary index field, value -> rules)
-        self._tx_second: dict[str, tuple[Callable[[Any], Any], dict[Any, list[Rule]]]] = {}
-        self._tx_any: list[Rule] = []  # transaction rules valid for every protocol
+        tx_second: dict[str, tuple[Callable[[Any], Any], dict[Any, list[Rule]]]] = {}
+        tx_any: list[Rule] = []  # transaction rules valid for every protocol
         # Suricata/Snort rules on packet payloads, run by the pipeline on each packet
         # (otids.rules.suricata.payload), never by match().
         self.packet_rules: list[Rule] = [r for r in self.rules if r.kind == "packet"]
@@ -427,40 +493,56 @@ class RuleSet:
                 continue
             if rule.kind == "event":
                 if rule.index_values is None:
-                    self._event_any.append(rule)
+                    event_any.append(rule)
                 else:
                     for name in rule.index_values:
-                        self._by_event.setdefault(name, []).append(rule)
+                        by_event.setdefault(name, []).append(rule)
             elif rule.protocol is None:
-                self._tx_any.append(rule)
+                tx_any.append(rule)
             elif rule.index_values is None:
-                self._tx_rest.setdefault(rule.protocol, []).append(rule)
+                tx_rest.setdefault(rule.protocol, []).append(rule)
             elif rule.index_field == SECONDARY_INDEX.get(rule.protocol):
                 get2 = VOCABULARY[rule.index_field].spec.get
-                _, by_value = self._tx_second.setdefault(rule.protocol, (get2, {}))
+                _, by_value = tx_second.setdefault(rule.protocol, (get2, {}))
                 for v in rule.index_values:
                     by_value.setdefault(v, []).append(rule)
             else:
-                idx = self._tx_index.setdefault(rule.protocol, {})
+                idx = tx_index.setdefault(rule.protocol, {})
                 for v in rule.index_values:
                     idx.setdefault(v, []).append(rule)
-        # Per protocol, everything match() needs in one tuple: (primary index getter, its
-        # value -> rules, secondary getter, its value -> rules, rules checked on every
-        # transaction). Looked up once per record.
-        self._plans: dict[
-            str, tuple[Any, dict[Any, list[Rule]], Any, dict[Any, list[Rule]], list[Rule]]
-        ] = {}
+        # One entry per rule and phase: a rule indexed under several values of a list-valued
+        # field (the IIN names) is then found equal to itself, and checked once.
+        entry_of = {id(rule): _phase_entries(rule) for rule in self.rules}
+
+        def entries(found: Iterable[Rule], phase: int) -> list[_Entry]:
+            out = (entry_of[id(rule)][phase] for rule in found)
+            return [e for e in out if e is not None]
+
+        # Event name -> candidate entries (rules indexed on the name, then the rest).
+        self._event_any: list[_Entry] = entries(event_any, 1)
+        self._by_event: dict[str, list[_Entry]] = {
+            name: [*entries(found, 1), *self._event_any] for name, found in by_event.items()
+        }
+        # Transaction rules valid for every protocol, pending and done.
+        self._tx_any: tuple[list[_Entry], list[_Entry]] = (entries(tx_any, 0), entries(tx_any, 1))
+        # Per protocol and phase, everything match() needs in one tuple, looked up once per
+        # record. A rule that cannot match in a phase (a state rule waiting for the response)
+        # is left out of that phase's lists.
+        self._plans: dict[str, tuple[_Plan, _Plan]] = {}
         for name, spec in BY_NAME.items():
             get1 = VOCABULARY[spec.index_field].spec.get if spec.index_field else None
-            second: tuple[Any, dict[Any, list[Rule]]] = self._tx_second.get(name, (None, {}))
-            get2, idx2 = second
-            self._plans[name] = (
-                get1,
-                self._tx_index.get(name, {}) if get1 is not None else {},
-                get2,
-                idx2,
-                [*self._tx_rest.get(name, ()), *self._tx_any],
-            )
+            second_index: tuple[Any, dict[Any, list[Rule]]] = tx_second.get(name, (None, {}))
+            get2, idx2 = second_index
+            idx1 = tx_index.get(name, {}) if get1 is not None else {}
+            plans: list[_Plan] = []
+            for phase in (0, 1):
+                rest = entries([*tx_rest.get(name, ()), *tx_any], phase)
+                first = {v: e for v, found in idx1.items() if (e := entries(found, phase))}
+                second = {v: e for v, found in idx2.items() if (e := entries(found, phase))}
+                plans.append(
+                    (get1, {v: (e, [*e, *rest]) for v, e in first.items()}, get2, second, rest)
+                )
+            self._plans[name] = (plans[0], plans[1])
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -477,38 +559,57 @@ class RuleSet:
         """Rules that fire on ``record`` seen in ``flow``.
 
         A transaction rule fires once per transaction, at the first update on which its
-        condition holds. The evaluation context is only built when a rule is a candidate:
-        most transactions (reads and writes of process data) have none.
+        condition holds. The evaluation context is only built when a candidate rule has a
+        test left: most transactions (reads and writes of process data) need none.
         """
         if isinstance(record, DecoderEvent):
-            cands: list[Rule] = [*self._by_event.get(record.name, ()), *self._event_any]
+            cands = self._by_event.get(record.name, self._event_any)
             if not cands:
                 return []
-            ctx = EvalContext(record, flow)
-            return [r for r in cands if r.match(ctx)]
-        plan = self._plans.get(record.protocol)
-        if plan is None:
-            cands = self._tx_any
+            ctx = None
+            hits: list[Rule] = []
+            for rule, test in cands:
+                if test is not None:
+                    if ctx is None:
+                        ctx = EvalContext(record, flow)
+                    if not test(ctx):
+                        continue
+                hits.append(rule)
+            return hits
+        plans = self._plans.get(record.protocol)
+        if plans is None:
+            cands = self._tx_any[record.done]
         else:
-            get1, idx1, get2, idx2, rest = plan
+            get1, idx1, get2, idx2, rest = plans[record.done]
             first = idx1.get(get1(record)) if idx1 else None
             second = None
             if idx2:
                 key2 = get2(record)
                 if type(key2) is list:
-                    found = [r for v in key2 for r in idx2.get(v, ())]
+                    found = [e for v in key2 for e in idx2.get(v, ())]
                     second = list(dict.fromkeys(found)) if found else None
                 else:
                     second = idx2.get(key2)
-            if first is None and second is None:
-                cands = rest
+            if second is not None:
+                cands = [*(first[0] if first is not None else ()), *second, *rest]
+            elif first is not None:
+                cands = first[1]
             else:
-                cands = [*(first or ()), *(second or ()), *rest]
+                cands = rest
         if not cands:
             return []
-        ctx = EvalContext(record, flow)
         alerted = record.alerted
-        hits = [r for r in cands if r.sid not in alerted and r.match(ctx)]
-        for r in hits:
-            alerted.add(r.sid)
+        ctx = None
+        hits = []
+        for rule, test in cands:
+            if rule.sid in alerted:
+                continue
+            if test is not None:
+                if ctx is None:
+                    ctx = EvalContext(record, flow)
+                if not test(ctx):
+                    continue
+            hits.append(rule)
+        for rule in hits:
+            alerted.add(rule.sid)
         return hits

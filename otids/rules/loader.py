@@ -48,6 +48,7 @@ from otids.rules.engine import (
     RuleSet,
     compile_condition,
     compile_selection,
+    index_exact,
     index_values,
 )
 from otids.rules.fields import EVENT_NAMES, VOCABULARY
@@ -203,7 +204,7 @@ def parse_rule(
             problem((key,), f"{key} must be a list of text")
 
     missing: set[str] = set()
-    matcher, kind, protocol, idx, idx_field = _compile_detection(
+    matcher, kind, protocol, idx, idx_field, exact = _compile_detection(
         data.get("detection"), variables, problem, missing
     )
     threshold, suppress, rate_limit = parse_limits(data, variables, problem, missing)
@@ -228,6 +229,7 @@ def parse_rule(
             source=source,
             index_values=idx,
             index_field=idx_field,
+            index_exact=exact,
             raw=data,
             threshold=threshold,
             suppress=suppress,
@@ -235,6 +237,7 @@ def parse_rule(
             tests=list(data.get("tests") or []),
             missing_vars=frozenset(missing),
             state=state,
+            detect=matcher if state is not None else None,
         ),
         [],
     )
@@ -266,12 +269,13 @@ def _check_tests(tests: Any, problem: Any) -> None:
 
 def _compile_detection(
     detection: Any, variables: dict[str, list[Any]], problem: Any, missing: set[str]
-) -> tuple[Matcher | None, str, str | None, frozenset[Any] | None, str]:
+) -> tuple[Matcher | None, str, str | None, frozenset[Any] | None, str, bool]:
+    """Matcher, kind, protocol, index values, index field, and whether the index decides."""
     if detection is None:
-        return None, "", None, None, ""
+        return None, "", None, None, "", False
     if not isinstance(detection, dict):
         problem(("detection",), "detection must be a map of selections and a condition")
-        return None, "", None, None, ""
+        return None, "", None, None, "", False
     selections: dict[str, Matcher] = {}
     literals: dict[str, dict[str, Any]] = {}
     used: list[str] = []
@@ -291,26 +295,27 @@ def _compile_detection(
         _check_event_names(sel, ("detection", name), problem)
     if not selections and len(detection) <= 1:
         problem(("detection",), "detection has no selection")
-        return None, "", None, None, ""
+        return None, "", None, None, "", False
     condition = detection.get("condition")
     if condition is None:
         condition = " and ".join(selections)
     if not isinstance(condition, str):
         problem(("detection", "condition"), "condition must be text")
-        return None, "", None, None, ""
+        return None, "", None, None, "", False
     try:
         tree = parse_condition(condition, list(selections))
     except ConditionError as exc:
         problem(("detection", "condition"), str(exc))
-        return None, "", None, None, ""
+        return None, "", None, None, "", False
     if len(selections) != len(detection) - ("condition" in detection):
-        return None, "", None, None, ""  # a selection failed to compile: already reported
+        # a selection failed to compile: already reported
+        return None, "", None, None, "", False
 
     protocols = {p for p in (VOCABULARY[f].protocol for f in used) if p is not None}
     kind = "event" if "event" in used else "transaction"
     if len(protocols) > 1:
         problem(("detection",), f"a rule can test one protocol, this one tests {sorted(protocols)}")
-        return None, "", None, None, ""
+        return None, "", None, None, "", False
     protocol = next(iter(protocols), None)
     idx_field = "event"
     idx = index_values(tree, literals, "event") if kind == "event" else None
@@ -321,7 +326,9 @@ def _compile_detection(
             idx = index_values(tree, literals, idx_field)
             if idx is not None:
                 break
-    return compile_condition(tree, selections), kind, protocol, idx, idx_field if idx else ""
+    idx_field = idx_field if idx else ""
+    matcher = compile_condition(tree, selections)
+    return matcher, kind, protocol, idx, idx_field, index_exact(tree, literals, idx_field)
 
 
 def _field_hint(message: str) -> str:

@@ -33,6 +33,10 @@ from otids.decode.modbus.transaction import ModbusTransaction
 
 if TYPE_CHECKING:
     from otids.rules.engine import Matcher, Rule
+    from otids.rules.fields import EvalContext
+
+# For a transaction pending or done: (can the rule match it, the test left; None: it does).
+Phase = tuple[bool, "Matcher | None"]
 
 # Requests awaiting their deadline (10,000 requests a second for 5 s); more start no timer.
 MAX_PENDING_TIMERS = 50_000
@@ -167,19 +171,33 @@ class StateSpec:
     seconds: float = 0.0
     protocol: str = ""  # the protocol of the rule's transactions
 
-    def wrap(self, matcher: Matcher) -> Matcher:
-        """The rule's matcher. Kinds that look at responses match a transaction once it is
-        done: the engine fires a rule once per transaction, so matching the bare request
-        would hand the gate a transaction without its response."""
+    def phases(self, detect: Matcher | None) -> tuple[Phase, Phase]:
+        """How the rule treats a transaction still pending, and one done: whether it can
+        match it, and the test left to run (None: it matches). ``detect`` is the detection's
+        matcher, None when the engine's index lookup already decided it."""
         if self.kind == "no_response_within":
             # A request starts a timer. Once done, it matters again only when given up
             # unanswered (its dissector drops it, the timer must keep it): an answered one
             # costs the gate nothing.
             given_up = GIVEN_UP[self.protocol]
-            return lambda ctx: (
-                ctx.tx is not None and (given_up(ctx.tx) if ctx.tx.done else matcher(ctx))
-            )
-        return lambda ctx: ctx.tx is not None and ctx.tx.done and matcher(ctx)
+            return (True, detect), (True, lambda ctx: given_up(ctx.tx))
+        # Kinds that look at responses match a transaction once it is done: the engine fires
+        # a rule once per transaction, so matching the bare request would hand the gate a
+        # transaction without its response.
+        return (False, None), (True, detect)
+
+    def wrap(self, matcher: Matcher) -> Matcher:
+        """The rule's matcher: the detection's ``matcher`` under :meth:`phases`."""
+        (pending_ok, pending), (done_ok, done) = self.phases(matcher)
+
+        def wrapped(ctx: EvalContext) -> bool:
+            tx = ctx.tx
+            if tx is None:
+                return False
+            ok, test = (done_ok, done) if tx.done else (pending_ok, pending)
+            return ok and (test is None or test(ctx))
+
+        return wrapped
 
     def describe(self) -> dict[str, Any]:
         """The block as written in an alert's ``state``."""
