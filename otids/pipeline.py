@@ -296,7 +296,9 @@ class Pipeline:
             if hits:
                 app = flow.app.protocol if flow.app_state == ACTIVE else "failed"
                 for rule in hits:
-                    self._emit(self.gate.admit(rule, rec, flow, ts, app))
+                    alerts = self.gate.admit(rule, rec, flow, ts, app)
+                    if alerts:  # most matches of state rules start or update state only
+                        self._emit(alerts)
             if isinstance(rec, Transaction) and rec.done:
                 self._transaction_done(flow, rec)
 

@@ -47,7 +47,7 @@ from otids.capture.flow import Flow
 from otids.decode.base import DecoderEvent, Transaction
 from otids.decode.registry import BY_NAME
 from otids.rules.condition import Node
-from otids.rules.fields import VOCABULARY, EvalContext, ResolvedField
+from otids.rules.fields import VOCABULARY, EvalContext, ResolvedField, transaction_context
 from otids.rules.state import Phase, StateSpec
 from otids.rules.threshold import DEFAULT_RATE_LIMIT, RateLimit, Suppression, Threshold
 
@@ -441,9 +441,10 @@ def index_exact(node: Node, literal: dict[str, dict[str, Any]], field_name: str)
 
 # --- the rule set ---------------------------------------------------------------------------
 
-# A candidate rule and the test left to run on the record's context (None: the index lookup
-# that made it a candidate decided).
-_Entry = tuple[Rule, Matcher | None]
+# A candidate rule and the tests left to run: on the record's context, and on the
+# transaction alone (None: no test; both None: the index lookup that made it a candidate
+# decided).
+_Entry = tuple[Rule, Matcher | None, Callable[[Any], bool] | None]
 # How match() finds a protocol's candidates, for transactions pending or done: (primary
 # index getter, its value -> (indexed entries, those followed by the rest), secondary getter,
 # its value -> entries, the entries checked on every transaction).
@@ -453,20 +454,24 @@ _Plan = tuple[
 
 
 def _phases(rule: Rule) -> tuple[Phase, Phase]:
-    """Whether ``rule`` can match a transaction pending, and one done, and the test left."""
+    """Whether ``rule`` can match a transaction pending, and one done, and the tests left."""
     if rule.state is None:
         test = None if rule.index_exact else rule.match
-        return (True, test), (True, test)
+        return (True, test, None), (True, test, None)
     if rule.detect is None and not rule.index_exact:
-        return (True, rule.match), (True, rule.match)  # its matcher tells the phases apart
+        # its matcher tells the phases apart
+        return (True, rule.match, None), (True, rule.match, None)
     return rule.state.phases(None if rule.index_exact else rule.detect)
 
 
 def _phase_entries(rule: Rule) -> tuple[_Entry | None, _Entry | None]:
     """The candidate entry of ``rule`` for transactions pending and done (None: it cannot
     match them)."""
-    (pending_ok, pending), (done_ok, done) = _phases(rule)
-    return (rule, pending) if pending_ok else None, (rule, done) if done_ok else None
+    pending, done = _phases(rule)
+    return (
+        (rule, pending[1], pending[2]) if pending[0] else None,
+        (rule, done[1], done[2]) if done[0] else None,
+    )
 
 
 class RuleSet:
@@ -568,7 +573,7 @@ class RuleSet:
                 return []
             ctx = None
             hits: list[Rule] = []
-            for rule, test in cands:
+            for rule, test, _ in cands:  # event rules have no state, no test on a transaction
                 if test is not None:
                     if ctx is None:
                         ctx = EvalContext(record, flow)
@@ -601,12 +606,14 @@ class RuleSet:
         alerted = record.alerted
         ctx = None
         hits = []
-        for rule, test in cands:
+        for rule, test, tx_test in cands:
             if rule.sid in alerted:
+                continue
+            if tx_test is not None and not tx_test(record):
                 continue
             if test is not None:
                 if ctx is None:
-                    ctx = EvalContext(record, flow)
+                    ctx = transaction_context(record, flow)
                 if not test(ctx):
                     continue
             hits.append(rule)

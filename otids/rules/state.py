@@ -35,8 +35,9 @@ if TYPE_CHECKING:
     from otids.rules.engine import Matcher, Rule
     from otids.rules.fields import EvalContext
 
-# For a transaction pending or done: (can the rule match it, the test left; None: it does).
-Phase = tuple[bool, "Matcher | None"]
+# For a transaction pending or done: (can the rule match it, the test left on the record's
+# context, a test left on the transaction alone; None: no test).
+Phase = tuple[bool, "Matcher | None", "Callable[[Any], bool] | None"]
 
 # Requests awaiting their deadline (10,000 requests a second for 5 s); more start no timer.
 MAX_PENDING_TIMERS = 50_000
@@ -173,29 +174,28 @@ class StateSpec:
 
     def phases(self, detect: Matcher | None) -> tuple[Phase, Phase]:
         """How the rule treats a transaction still pending, and one done: whether it can
-        match it, and the test left to run (None: it matches). ``detect`` is the detection's
-        matcher, None when the engine's index lookup already decided it."""
+        match it, and the tests left to run. ``detect`` is the detection's matcher, None
+        when the engine's index lookup already decided it."""
         if self.kind == "no_response_within":
             # A request starts a timer. Once done, it matters again only when given up
             # unanswered (its dissector drops it, the timer must keep it): an answered one
-            # costs the gate nothing.
-            given_up = GIVEN_UP[self.protocol]
-            return (True, detect), (True, lambda ctx: given_up(ctx.tx))
+            # costs the gate nothing, and the test needs no context built.
+            return (True, detect, None), (True, None, GIVEN_UP[self.protocol])
         # Kinds that look at responses match a transaction once it is done: the engine fires
         # a rule once per transaction, so matching the bare request would hand the gate a
         # transaction without its response.
-        return (False, None), (True, detect)
+        return (False, None, None), (True, detect, None)
 
     def wrap(self, matcher: Matcher) -> Matcher:
         """The rule's matcher: the detection's ``matcher`` under :meth:`phases`."""
-        (pending_ok, pending), (done_ok, done) = self.phases(matcher)
+        pending, done = self.phases(matcher)
 
         def wrapped(ctx: EvalContext) -> bool:
             tx = ctx.tx
             if tx is None:
                 return False
-            ok, test = (done_ok, done) if tx.done else (pending_ok, pending)
-            return ok and (test is None or test(ctx))
+            ok, test, tx_test = done if tx.done else pending
+            return ok and (tx_test is None or tx_test(tx)) and (test is None or test(ctx))
 
         return wrapped
 

@@ -208,13 +208,12 @@ class AlertGate:
             if sup.drops(record, flow):
                 self.suppressed += 1
                 return []
-        extra: dict[str, Any] = {}
-        if rule.state is not None:
-            fired = self.state.observe(rule, record, flow, ts, app_proto)
-            if fired is None:
-                return []
-            extra = fired
-        return self._limit(rule, record, flow, ts, app_proto, extra)
+        if rule.state is None:
+            return self._limit(rule, record, flow, ts, app_proto, {})
+        fired = self.state.observe(rule, record, flow, ts, app_proto)
+        if fired is None:
+            return []
+        return self._limit(rule, record, flow, ts, app_proto, fired)
 
     def _limit(
         self,
