@@ -116,6 +116,9 @@ class Rule:
     state: StateSpec | None = None
     # With a state block: the detection's own matcher, which ``match`` wraps.
     detect: Matcher | None = None
+    # The detection as a test of the transaction alone (not wrapped), when it reads only its
+    # protocol's fields: the engine then builds no context for the rule.
+    tx_match: Callable[[Any], bool] | None = None
 
     @property
     def attack(self) -> list[str]:
@@ -278,11 +281,13 @@ def compile_entry(
     variables: dict[str, list[Any]],
     path: tuple[Any, ...],
     missing: set[str] | None = None,
+    on_transaction: bool = False,
 ) -> tuple[str, Matcher]:
     """Compile one ``field|modifier: value`` entry; return the field name and its matcher.
 
     A ``$name`` absent from ``variables`` is added to ``missing`` (an error when ``missing``
-    is None) and the entry never matches.
+    is None) and the entry never matches. ``on_transaction``: the field is a protocol field
+    and the matcher takes a transaction of that protocol instead of an :class:`EvalContext`.
     """
     name, _, modifier = key.partition("|")
     if name not in VOCABULARY:
@@ -304,12 +309,13 @@ def compile_entry(
     try:
         if modifier == "exists":
             want = bool(value)
-            get = resolved.get
+            get = resolved.spec.get if on_transaction else resolved.get
             return name, lambda ctx: (get(ctx) is not None) == want
         if modifier == "range":
             pred = _range_predicate(value)
         elif modifier == "not":
-            inner = _field_matcher(resolved, _eq_predicate(_as_list(value), resolved.spec.type))
+            eq = _eq_predicate(_as_list(value), resolved.spec.type)
+            inner = _field_matcher(resolved, eq, on_transaction)
             return name, lambda ctx: not inner(ctx)
         else:
             values = _as_list(value)
@@ -318,10 +324,10 @@ def compile_entry(
             pred = _MODIFIERS[modifier](values, resolved.spec.type)
     except CompileError as exc:
         raise CompileError(str(exc), path) from None
-    return name, _field_matcher(resolved, pred)
+    return name, _field_matcher(resolved, pred, on_transaction)
 
 
-def _field_matcher(resolved: ResolvedField, pred: Predicate) -> Matcher:
+def _field_matcher(resolved: ResolvedField, pred: Predicate, on_transaction: bool) -> Matcher:
     """The matcher of ``pred`` on a field: it holds for the value or, on a list, for any
     element; never on an absent value (or another protocol's record).
 
@@ -330,9 +336,11 @@ def _field_matcher(resolved: ResolvedField, pred: Predicate) -> Matcher:
     """
     get = resolved.spec.get
     proto = resolved.protocol
-    if proto is None:  # flow and event fields read the context
+    if proto is None or on_transaction:
+        # A flow or event field reads the context; a protocol field, with on_transaction,
+        # the transaction the matcher is given.
 
-        def on_context(ctx: EvalContext) -> bool:
+        def direct(ctx: EvalContext) -> bool:
             v = get(ctx)
             if v is None:
                 return False
@@ -340,9 +348,9 @@ def _field_matcher(resolved: ResolvedField, pred: Predicate) -> Matcher:
                 return any(map(pred, v))
             return pred(v)
 
-        return on_context
+        return direct
 
-    def on_transaction(ctx: EvalContext) -> bool:
+    def protocol_field(ctx: EvalContext) -> bool:
         tx = ctx.tx
         if tx is None or tx.protocol != proto:
             return False
@@ -353,7 +361,7 @@ def _field_matcher(resolved: ResolvedField, pred: Predicate) -> Matcher:
             return any(map(pred, v))
         return pred(v)
 
-    return on_transaction
+    return protocol_field
 
 
 def compile_selection(
@@ -361,18 +369,27 @@ def compile_selection(
     variables: dict[str, list[Any]],
     path: tuple[Any, ...],
     missing: set[str] | None = None,
+    on_transaction: bool = False,
 ) -> tuple[Matcher, list[str], dict[str, Any]]:
-    """Compile a selection (a map, or a list of maps); return matcher, fields used, literal map."""
+    """Compile a selection (a map, or a list of maps); return matcher, fields used, literal map.
+
+    ``on_transaction``: see :func:`compile_entry`."""
     if isinstance(sel, list):
         if not sel or not all(isinstance(m, dict) for m in sel):
             raise CompileError("a selection list must hold one or more maps", path)
-        parts = [compile_selection(m, variables, (*path, i), missing) for i, m in enumerate(sel)]
+        parts = [
+            compile_selection(m, variables, (*path, i), missing, on_transaction)
+            for i, m in enumerate(sel)
+        ]
         matchers = [p[0] for p in parts]
         fields = [f for p in parts for f in p[1]]
         return _any(matchers), fields, {}
     if not isinstance(sel, dict) or not sel:
         raise CompileError("a selection must be a map of field: value", path)
-    entries = [compile_entry(str(k), v, variables, (*path, k), missing) for k, v in sel.items()]
+    entries = [
+        compile_entry(str(k), v, variables, (*path, k), missing, on_transaction)
+        for k, v in sel.items()
+    ]
     matchers = [m for _, m in entries]
     fields = [f for f, _ in entries]
     if len(matchers) == 1:
@@ -455,13 +472,17 @@ _Plan = tuple[
 
 def _phases(rule: Rule) -> tuple[Phase, Phase]:
     """Whether ``rule`` can match a transaction pending, and one done, and the tests left."""
-    if rule.state is None:
-        test = None if rule.index_exact else rule.match
-        return (True, test, None), (True, test, None)
-    if rule.detect is None and not rule.index_exact:
-        # its matcher tells the phases apart
+    test = rule.match if rule.state is None else rule.detect
+    tx_test = rule.tx_match
+    if rule.index_exact:
+        test = tx_test = None
+    elif tx_test is not None:
+        test = None
+    elif test is None:  # a state rule built without its detection: its matcher does it all
         return (True, rule.match, None), (True, rule.match, None)
-    return rule.state.phases(None if rule.index_exact else rule.detect)
+    if rule.state is None:
+        return (True, test, tx_test), (True, test, tx_test)
+    return rule.state.phases(test, tx_test)
 
 
 def _phase_entries(rule: Rule) -> tuple[_Entry | None, _Entry | None]:

@@ -29,11 +29,11 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -204,9 +204,8 @@ def parse_rule(
             problem((key,), f"{key} must be a list of text")
 
     missing: set[str] = set()
-    matcher, kind, protocol, idx, idx_field, exact = _compile_detection(
-        data.get("detection"), variables, problem, missing
-    )
+    detection = _compile_detection(data.get("detection"), variables, problem, missing)
+    matcher, kind, protocol = detection.matcher, detection.kind, detection.protocol
     threshold, suppress, rate_limit = parse_limits(data, variables, problem, missing)
     state = parse_state(data.get("state"), kind, protocol, problem)
     _check_tests(data.get("tests"), problem)
@@ -227,9 +226,9 @@ def parse_rule(
             references=list(data.get("references", [])),
             falsepositives=list(data.get("falsepositives", [])),
             source=source,
-            index_values=idx,
-            index_field=idx_field,
-            index_exact=exact,
+            index_values=detection.index_values,
+            index_field=detection.index_field,
+            index_exact=detection.index_exact,
             raw=data,
             threshold=threshold,
             suppress=suppress,
@@ -238,6 +237,7 @@ def parse_rule(
             missing_vars=frozenset(missing),
             state=state,
             detect=matcher if state is not None else None,
+            tx_match=detection.tx_matcher,
         ),
         [],
     )
@@ -267,15 +267,29 @@ def _check_tests(tests: Any, problem: Any) -> None:
             problem(("tests", i, "vars"), "vars must be a path to a variables file")
 
 
+class _Detection(NamedTuple):
+    """A compiled ``detection`` block (``matcher`` None: it did not compile)."""
+
+    matcher: Matcher | None
+    kind: str = ""
+    protocol: str | None = None
+    index_values: frozenset[Any] | None = None
+    index_field: str = ""
+    index_exact: bool = False  # the index lookup decides the condition
+    tx_matcher: Callable[[Any], bool] | None = None  # on the transaction alone, if it can
+
+
+_NO_DETECTION = _Detection(None)
+
+
 def _compile_detection(
     detection: Any, variables: dict[str, list[Any]], problem: Any, missing: set[str]
-) -> tuple[Matcher | None, str, str | None, frozenset[Any] | None, str, bool]:
-    """Matcher, kind, protocol, index values, index field, and whether the index decides."""
+) -> _Detection:
     if detection is None:
-        return None, "", None, None, "", False
+        return _NO_DETECTION
     if not isinstance(detection, dict):
         problem(("detection",), "detection must be a map of selections and a condition")
-        return None, "", None, None, "", False
+        return _NO_DETECTION
     selections: dict[str, Matcher] = {}
     literals: dict[str, dict[str, Any]] = {}
     used: list[str] = []
@@ -295,27 +309,27 @@ def _compile_detection(
         _check_event_names(sel, ("detection", name), problem)
     if not selections and len(detection) <= 1:
         problem(("detection",), "detection has no selection")
-        return None, "", None, None, "", False
+        return _NO_DETECTION
     condition = detection.get("condition")
     if condition is None:
         condition = " and ".join(selections)
     if not isinstance(condition, str):
         problem(("detection", "condition"), "condition must be text")
-        return None, "", None, None, "", False
+        return _NO_DETECTION
     try:
         tree = parse_condition(condition, list(selections))
     except ConditionError as exc:
         problem(("detection", "condition"), str(exc))
-        return None, "", None, None, "", False
+        return _NO_DETECTION
     if len(selections) != len(detection) - ("condition" in detection):
         # a selection failed to compile: already reported
-        return None, "", None, None, "", False
+        return _NO_DETECTION
 
     protocols = {p for p in (VOCABULARY[f].protocol for f in used) if p is not None}
     kind = "event" if "event" in used else "transaction"
     if len(protocols) > 1:
         problem(("detection",), f"a rule can test one protocol, this one tests {sorted(protocols)}")
-        return None, "", None, None, "", False
+        return _NO_DETECTION
     protocol = next(iter(protocols), None)
     idx_field = "event"
     idx = index_values(tree, literals, "event") if kind == "event" else None
@@ -327,8 +341,25 @@ def _compile_detection(
             if idx is not None:
                 break
     idx_field = idx_field if idx else ""
-    matcher = compile_condition(tree, selections)
-    return matcher, kind, protocol, idx, idx_field, index_exact(tree, literals, idx_field)
+    tx_matcher = None
+    if kind == "transaction" and all(VOCABULARY[f].protocol is not None for f in used):
+        # Only the protocol's fields: compiled once more as a test of the transaction alone,
+        # the engine then builds no evaluation context for the rule.
+        on_tx = {
+            str(name): compile_selection(sel, variables, (), missing, on_transaction=True)[0]
+            for name, sel in detection.items()
+            if name != "condition"
+        }
+        tx_matcher = compile_condition(tree, on_tx)
+    return _Detection(
+        compile_condition(tree, selections),
+        kind,
+        protocol,
+        idx,
+        idx_field,
+        index_exact(tree, literals, idx_field),
+        tx_matcher,
+    )
 
 
 def _field_hint(message: str) -> str:

@@ -172,23 +172,26 @@ class StateSpec:
     seconds: float = 0.0
     protocol: str = ""  # the protocol of the rule's transactions
 
-    def phases(self, detect: Matcher | None) -> tuple[Phase, Phase]:
+    def phases(
+        self, test: Matcher | None, tx_test: Callable[[Any], bool] | None
+    ) -> tuple[Phase, Phase]:
         """How the rule treats a transaction still pending, and one done: whether it can
-        match it, and the tests left to run. ``detect`` is the detection's matcher, None
-        when the engine's index lookup already decided it."""
+        match it, and the tests left to run. ``test`` (on the context) and ``tx_test`` (on
+        the transaction) are what is left of the detection; both None when the engine's
+        index lookup decided it."""
         if self.kind == "no_response_within":
             # A request starts a timer. Once done, it matters again only when given up
             # unanswered (its dissector drops it, the timer must keep it): an answered one
             # costs the gate nothing, and the test needs no context built.
-            return (True, detect, None), (True, None, GIVEN_UP[self.protocol])
+            return (True, test, tx_test), (True, None, GIVEN_UP[self.protocol])
         # Kinds that look at responses match a transaction once it is done: the engine fires
         # a rule once per transaction, so matching the bare request would hand the gate a
         # transaction without its response.
-        return (False, None, None), (True, detect, None)
+        return (False, None, None), (True, test, tx_test)
 
     def wrap(self, matcher: Matcher) -> Matcher:
         """The rule's matcher: the detection's ``matcher`` under :meth:`phases`."""
-        pending, done = self.phases(matcher)
+        pending, done = self.phases(matcher, None)
 
         def wrapped(ctx: EvalContext) -> bool:
             tx = ctx.tx
