@@ -455,11 +455,16 @@ class RuleState:
         before = len(written)
         write = _Write(mask, ts, who)
         stop = start + len(values)
-        # One C-level pass: at most 1968 coils or 123 registers per write.
-        pairs = zip(values, repeat(write), strict=False)  # repeat() never ends
-        written.update(zip(range(start, stop), pairs, strict=True))
-        group.lo = min(group.lo, start)
-        group.hi = max(group.hi, stop)
+        if stop == start + 1:  # most writes set one coil or register (5, 6): no iterators
+            written[start] = (values[0], write)
+        else:
+            # One C-level pass: at most 1968 coils or 123 registers per write.
+            pairs = zip(values, repeat(write))  # repeat() never ends
+            written.update(zip(range(start, stop), pairs, strict=True))
+        if start < group.lo:
+            group.lo = start
+        if stop > group.hi:
+            group.hi = stop
         self.points += len(written) - before
         while self.points > self.max_points:  # one eviction per turn: bounded by the excess
             oldest_key = next(iter(points))
