@@ -31,7 +31,11 @@ matching, by :class:`otids.rules.threshold.AlertGate`; see that module for the s
 
 Rules are indexed on their protocol's ``index_field`` (the function code), failing that on
 a field of :data:`SECONDARY_INDEX` (the exception code), and on
-event names, so a transaction is only checked against the rules that could match it.
+event names, so a transaction is only checked against the rules that could match it. A rule
+whose condition tests nothing but its index field is not evaluated at all once the index
+found it; a state rule waiting for responses is not a candidate for a pending transaction;
+and a condition reading only its protocol's fields is tested on the transaction, without
+building an :class:`EvalContext`.
 """
 
 from __future__ import annotations
