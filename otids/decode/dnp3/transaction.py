@@ -48,6 +48,16 @@ _LINK_CONTROL = tuple(
     for v in range(256)
 )
 _IIN_OBJECTS: dict[int, dict[str, list[str]]] = {}  # IIN value -> EVE object (65536 at most)
+_LABELS: dict[int, str] = {}  # function code -> "1 read", for the statistics (256 at most)
+# A plain int: IntFlag's "&" runs in Python, and summary() is called for every transaction.
+_REQUEST_ERRORS = int(REQUEST_ERRORS)
+# (is a response, function code, object octets) -> the EVE list of the objects parsed from
+# them: polls and their answers repeat the same octets, and the list is a function of them.
+_OBJECTS_EVE: dict[tuple[bool, int, bytes], list[dict[str, Any]]] = {}
+_OBJECTS_EVE_MAX = 1024
+# Where the objects start in a request and in a response (after the IIN).
+_REQUEST_OBJECTS = 2
+_RESPONSE_OBJECTS = 4
 
 
 class Dnp3Message:
@@ -141,7 +151,7 @@ class Dnp3Message:
             "function_code": self.function,
         }
         if self.objects:
-            app["objects"] = [obj.eve() for obj in self.objects]
+            app["objects"] = _objects_eve(self)
         app["complete"] = self.complete
         out: dict[str, Any] = {
             "type": self.kind,
@@ -157,6 +167,23 @@ class Dnp3Message:
                 indicators = _IIN_OBJECTS[iin] = {"indicators": iin_names(iin)}
             out["iin"] = indicators
         return out
+
+
+def _objects_eve(msg: Dnp3Message) -> list[dict[str, Any]]:
+    """The EVE list of ``msg``'s objects, shared by every fragment with the same objects
+    (records are written, never changed)."""
+    response = msg.iin is not None
+    key = (
+        response,
+        msg.function,
+        msg.data[_RESPONSE_OBJECTS if response else _REQUEST_OBJECTS :],
+    )
+    objects = _OBJECTS_EVE.get(key)
+    if objects is None:
+        if len(_OBJECTS_EVE) >= _OBJECTS_EVE_MAX:
+            _OBJECTS_EVE.clear()
+        objects = _OBJECTS_EVE[key] = [obj.eve() for obj in msg.objects]
+    return objects
 
 
 class Dnp3Transaction(Transaction):
@@ -231,11 +258,15 @@ class Dnp3Transaction(Transaction):
         """``("1 read", None)``; the error is the first IIN2 bit by which the outstation
         rejected the request (``no_func_code_support``, ``object_unknown``,
         ``parameter_error``), the nearest DNP3 has to an exception response."""
-        label = f"{self.func} {self.func_name}"
-        iin = self.iin
-        if iin is None or not iin & REQUEST_ERRORS:
+        function = (self.requests or self.responses)[0].function  # self.func, inlined
+        label = _LABELS.get(function)
+        if label is None:
+            label = _LABELS[function] = f"{function} {function_name(function)}"
+        responses = self.responses
+        iin = responses[-1].iin if responses else None  # self.iin, inlined
+        if iin is None or not iin & _REQUEST_ERRORS:
             return label, None
-        return label, iin_names(iin & REQUEST_ERRORS)[0]
+        return label, iin_names(iin & _REQUEST_ERRORS)[0]
 
     def eve_records(self) -> list[tuple[float, dict[str, Any]]]:
         """``(timestamp, record)`` for each message, as Suricata's EVE log writes ``dnp3``
