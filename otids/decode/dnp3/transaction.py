@@ -55,6 +55,9 @@ _REQUEST_ERRORS = int(REQUEST_ERRORS)
 # them: polls and their answers repeat the same octets, and the list is a function of them.
 _OBJECTS_EVE: dict[tuple[bool, int, bytes], list[dict[str, Any]]] = {}
 _OBJECTS_EVE_MAX = 1024
+# (fragment, link control, source, destination, is a request) -> the fragment's EVE record.
+_MESSAGE_EVE: dict[tuple[bytes, int, int, int, bool], dict[str, Any]] = {}
+_MESSAGE_EVE_MAX = 4096
 # Where the objects start in a request and in a response (after the IIN).
 _REQUEST_OBJECTS = 2
 _RESPONSE_OBJECTS = 4
@@ -143,9 +146,20 @@ class Dnp3Message:
     def eve(self) -> dict[str, Any]:
         """This fragment as one record of Suricata's EVE ``dnp3`` log.
 
-        The control and IIN objects depend on one octet (two for the IIN) only: they are
-        built once per value and shared by every record (records are written, never changed).
+        The record depends on the fragment's octets, its link header and whether it is a
+        response alone: polls repeat them, so the record is built once and shared by every
+        fragment alike (records are written, never changed). So are the control and IIN
+        objects, which depend on one octet (two for the IIN) only.
         """
+        key = (self.data, self.link_control, self.src, self.dst, self.iin is None)
+        out = _MESSAGE_EVE.get(key)
+        if out is None:
+            if len(_MESSAGE_EVE) >= _MESSAGE_EVE_MAX:
+                _MESSAGE_EVE.clear()
+            out = _MESSAGE_EVE[key] = self._eve()
+        return out
+
+    def _eve(self) -> dict[str, Any]:
         app: dict[str, Any] = {
             "control": _APP_CONTROL[self.app_control],
             "function_code": self.function,
@@ -296,7 +310,9 @@ class Dnp3Transaction(Transaction):
 def _merged(fragments: list[Dnp3Message]) -> dict[str, Any]:
     record = fragments[0].eve()
     if len(fragments) > 1:
-        app = record["application"]
+        # The first fragment's record is shared (see Dnp3Message.eve): what changes is copied.
+        app = {**record["application"]}
+        record = {**record, "application": app}
         objects = [obj.eve() for msg in fragments for obj in msg.objects]
         if objects:
             app["objects"] = objects
