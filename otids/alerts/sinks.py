@@ -80,7 +80,10 @@ class JsonLinesSink:
 
     def handle(self, record: EveRecord) -> None:
         """Write the record as one line."""
-        line = dumps(record, _LINE)
+        try:  # dumps(record, _LINE), inlined: this runs for every record
+            line = orjson.dumps(record, default=_json_default, option=_LINE)
+        except orjson.JSONEncodeError:
+            line = dumps(record, _LINE)
         if self._size + len(line) > self._batch:
             self.flush()
         self._lines.append(line)
