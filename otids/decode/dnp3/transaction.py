@@ -51,13 +51,34 @@ _IIN_OBJECTS: dict[int, dict[str, list[str]]] = {}  # IIN value -> EVE object (6
 _LABELS: dict[int, str] = {}  # function code -> "1 read", for the statistics (256 at most)
 # A plain int: IntFlag's "&" runs in Python, and summary() is called for every transaction.
 _REQUEST_ERRORS = int(REQUEST_ERRORS)
-# (is a response, function code, object octets) -> the EVE list of the objects parsed from
-# them: polls and their answers repeat the same octets, and the list is a function of them.
-_OBJECTS_EVE: dict[tuple[bool, int, bytes], list[dict[str, Any]]] = {}
-_OBJECTS_EVE_MAX = 1024
+
+
+class _EveCache:
+    """EVE objects of fragments, by what they are a function of: polls and their answers
+    repeat the same octets. Emptied when full: it holds ``_CACHE_WEIGHT`` units at most (an
+    object, a point or 64 octets of the fragment each: about 10 MB), whatever the traffic."""
+
+    __slots__ = ("entries", "weight")
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple[Any, ...], Any] = {}
+        self.weight = 0
+
+    def put(self, key: tuple[Any, ...], value: Any, msg: Dnp3Message) -> None:
+        """Keep ``value``, the EVE form of (part of) ``msg``, under ``key``."""
+        weight = 1 + len(msg.objects) + msg.points + len(msg.data) // 64
+        if self.weight + weight > _CACHE_WEIGHT:
+            self.entries.clear()
+            self.weight = 0
+        self.entries[key] = value
+        self.weight += weight
+
+
+_CACHE_WEIGHT = 32768
+# (is a response, function code, object octets) -> the EVE list of the objects parsed from them.
+_OBJECTS_EVE = _EveCache()
 # (fragment, link control, source, destination, is a request) -> the fragment's EVE record.
-_MESSAGE_EVE: dict[tuple[bytes, int, int, int, bool], dict[str, Any]] = {}
-_MESSAGE_EVE_MAX = 4096
+_MESSAGE_EVE = _EveCache()
 # Where the objects start in a request and in a response (after the IIN).
 _REQUEST_OBJECTS = 2
 _RESPONSE_OBJECTS = 4
@@ -152,11 +173,10 @@ class Dnp3Message:
         objects, which depend on one octet (two for the IIN) only.
         """
         key = (self.data, self.link_control, self.src, self.dst, self.iin is None)
-        out = _MESSAGE_EVE.get(key)
+        out = _MESSAGE_EVE.entries.get(key)
         if out is None:
-            if len(_MESSAGE_EVE) >= _MESSAGE_EVE_MAX:
-                _MESSAGE_EVE.clear()
-            out = _MESSAGE_EVE[key] = self._eve()
+            out = self._eve()
+            _MESSAGE_EVE.put(key, out, self)
         return out
 
     def _eve(self) -> dict[str, Any]:
@@ -192,11 +212,10 @@ def _objects_eve(msg: Dnp3Message) -> list[dict[str, Any]]:
         msg.function,
         msg.data[_RESPONSE_OBJECTS if response else _REQUEST_OBJECTS :],
     )
-    objects = _OBJECTS_EVE.get(key)
+    objects = _OBJECTS_EVE.entries.get(key)
     if objects is None:
-        if len(_OBJECTS_EVE) >= _OBJECTS_EVE_MAX:
-            _OBJECTS_EVE.clear()
-        objects = _OBJECTS_EVE[key] = [obj.eve() for obj in msg.objects]
+        objects = [obj.eve() for obj in msg.objects]
+        _OBJECTS_EVE.put(key, objects, msg)
     return objects
 
 
