@@ -99,13 +99,20 @@ def _flow_head(event_type: str, flow: Flow, direction: Direction, app_proto: str
 def transaction_records(flow: Flow, tx: Transaction) -> list[EveRecord]:
     """The ``event_type: <protocol>`` records of one finished transaction, oriented client
     to server as Suricata writes them (a response's record too)."""
-    records = []
-    for ts, obj in tx.eve_records():
-        rec = _header(tx.protocol, ts, flow, Direction.TO_SERVER, tx.protocol)
-        rec["tx_id"] = tx.tx_id
-        rec[tx.protocol] = obj
-        records.append(rec)
-    return records
+    protocol = tx.protocol
+    heads = flow.log_cache
+    if heads is None:
+        heads = flow.log_cache = {}
+    # The head of a flow's transaction records is cached under the protocol's name, those of
+    # :func:`_header` under a tuple: the hottest lookup needs no key built.
+    head = heads.get(protocol)
+    if head is None:
+        head = heads[protocol] = _flow_head(protocol, flow, Direction.TO_SERVER, protocol)
+    tx_id = tx.tx_id
+    return [
+        {"timestamp": iso_timestamp(ts), **head, "tx_id": tx_id, protocol: obj}
+        for ts, obj in tx.eve_records()
+    ]
 
 
 def alert_record(

@@ -48,6 +48,40 @@ _LINK_CONTROL = tuple(
     for v in range(256)
 )
 _IIN_OBJECTS: dict[int, dict[str, list[str]]] = {}  # IIN value -> EVE object (65536 at most)
+_LABELS: dict[int, str] = {}  # function code -> "1 read", for the statistics (256 at most)
+# A plain int: IntFlag's "&" runs in Python, and summary() is called for every transaction.
+_REQUEST_ERRORS = int(REQUEST_ERRORS)
+
+
+class _EveCache:
+    """EVE objects of fragments, by what they are a function of: polls and their answers
+    repeat the same octets. Emptied when full: it holds ``_CACHE_WEIGHT`` units at most (an
+    object, a point or 64 octets of the fragment each: about 10 MB), whatever the traffic."""
+
+    __slots__ = ("entries", "weight")
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple[Any, ...], Any] = {}
+        self.weight = 0
+
+    def put(self, key: tuple[Any, ...], value: Any, msg: Dnp3Message) -> None:
+        """Keep ``value``, the EVE form of (part of) ``msg``, under ``key``."""
+        weight = 1 + len(msg.objects) + msg.points + len(msg.data) // 64
+        if self.weight + weight > _CACHE_WEIGHT:
+            self.entries.clear()
+            self.weight = 0
+        self.entries[key] = value
+        self.weight += weight
+
+
+_CACHE_WEIGHT = 32768
+# (is a response, function code, object octets) -> the EVE list of the objects parsed from them.
+_OBJECTS_EVE = _EveCache()
+# (fragment, link control, source, destination, is a request) -> the fragment's EVE record.
+_MESSAGE_EVE = _EveCache()
+# Where the objects start in a request and in a response (after the IIN).
+_REQUEST_OBJECTS = 2
+_RESPONSE_OBJECTS = 4
 
 
 class Dnp3Message:
@@ -133,15 +167,25 @@ class Dnp3Message:
     def eve(self) -> dict[str, Any]:
         """This fragment as one record of Suricata's EVE ``dnp3`` log.
 
-        The control and IIN objects depend on one octet (two for the IIN) only: they are
-        built once per value and shared by every record (records are written, never changed).
+        The record depends on the fragment's octets, its link header and whether it is a
+        response alone: polls repeat them, so the record is built once and shared by every
+        fragment alike (records are written, never changed). So are the control and IIN
+        objects, which depend on one octet (two for the IIN) only.
         """
+        key = (self.data, self.link_control, self.src, self.dst, self.iin is None)
+        out = _MESSAGE_EVE.entries.get(key)
+        if out is None:
+            out = self._eve()
+            _MESSAGE_EVE.put(key, out, self)
+        return out
+
+    def _eve(self) -> dict[str, Any]:
         app: dict[str, Any] = {
             "control": _APP_CONTROL[self.app_control],
             "function_code": self.function,
         }
         if self.objects:
-            app["objects"] = [obj.eve() for obj in self.objects]
+            app["objects"] = _objects_eve(self)
         app["complete"] = self.complete
         out: dict[str, Any] = {
             "type": self.kind,
@@ -157,6 +201,22 @@ class Dnp3Message:
                 indicators = _IIN_OBJECTS[iin] = {"indicators": iin_names(iin)}
             out["iin"] = indicators
         return out
+
+
+def _objects_eve(msg: Dnp3Message) -> list[dict[str, Any]]:
+    """The EVE list of ``msg``'s objects, shared by every fragment with the same objects
+    (records are written, never changed)."""
+    response = msg.iin is not None
+    key = (
+        response,
+        msg.function,
+        msg.data[_RESPONSE_OBJECTS if response else _REQUEST_OBJECTS :],
+    )
+    objects = _OBJECTS_EVE.entries.get(key)
+    if objects is None:
+        objects = [obj.eve() for obj in msg.objects]
+        _OBJECTS_EVE.put(key, objects, msg)
+    return objects
 
 
 class Dnp3Transaction(Transaction):
@@ -231,11 +291,15 @@ class Dnp3Transaction(Transaction):
         """``("1 read", None)``; the error is the first IIN2 bit by which the outstation
         rejected the request (``no_func_code_support``, ``object_unknown``,
         ``parameter_error``), the nearest DNP3 has to an exception response."""
-        label = f"{self.func} {self.func_name}"
-        iin = self.iin
-        if iin is None or not iin & REQUEST_ERRORS:
+        function = (self.requests or self.responses)[0].function  # self.func, inlined
+        label = _LABELS.get(function)
+        if label is None:
+            label = _LABELS[function] = f"{function} {function_name(function)}"
+        responses = self.responses
+        iin = responses[-1].iin if responses else None  # self.iin, inlined
+        if iin is None or not iin & _REQUEST_ERRORS:
             return label, None
-        return label, iin_names(iin & REQUEST_ERRORS)[0]
+        return label, iin_names(iin & _REQUEST_ERRORS)[0]
 
     def eve_records(self) -> list[tuple[float, dict[str, Any]]]:
         """``(timestamp, record)`` for each message, as Suricata's EVE log writes ``dnp3``
@@ -265,7 +329,9 @@ class Dnp3Transaction(Transaction):
 def _merged(fragments: list[Dnp3Message]) -> dict[str, Any]:
     record = fragments[0].eve()
     if len(fragments) > 1:
-        app = record["application"]
+        # The first fragment's record is shared (see Dnp3Message.eve): what changes is copied.
+        app = {**record["application"]}
+        record = {**record, "application": app}
         objects = [obj.eve() for msg in fragments for obj in msg.objects]
         if objects:
             app["objects"] = objects

@@ -10,6 +10,10 @@ from otids.decode.base import Direction, Transaction
 # level, 1 "request", 2 "response". Raw byte fields are written as hex strings, apart.
 _TOP, _REQUEST, _RESPONSE = 0, 1, 2
 _LABELS: dict[str, str] = {}  # function name -> "3 read_holding_registers", built once each
+# Attribute names a transaction set, in order -> (attribute, section, JSON key) of those eve()
+# writes. Few distinct lists exist (one per way of parsing a function); bounded all the same.
+_PLANS: dict[tuple[str, ...], tuple[tuple[str, int, str], ...]] = {}
+_PLANS_MAX = 1024
 _EVE_KEYS: dict[str, tuple[int, str]] = {
     **{
         k: (_TOP, k)
@@ -195,11 +199,21 @@ class ModbusTransaction(Transaction):
         request: dict[str, Any] = {}
         response: dict[str, Any] = {}
         sections = (out, request, response)
-        # One pass over the attributes this transaction set (defaults live on the class).
-        for attribute, value in self.__dict__.items():
-            where = _EVE_KEYS.get(attribute)
-            if where is not None and value is not None:
-                sections[where[0]][where[1]] = value
+        # One pass over the attributes this transaction set (defaults live on the class), in
+        # the order it set them: the logged ones of each such list are looked up once.
+        attributes = self.__dict__
+        names = tuple(attributes)
+        plan = _PLANS.get(names)
+        if plan is None:
+            if len(_PLANS) >= _PLANS_MAX:
+                _PLANS.clear()
+            plan = _PLANS[names] = tuple(
+                (name, *_EVE_KEYS[name]) for name in names if name in _EVE_KEYS
+            )
+        for attribute, section, key in plan:
+            value = attributes[attribute]
+            if value is not None:
+                sections[section][key] = value
         if self.request_ts is not None:
             if self.request_data is not None:
                 request["data"] = self.request_data.hex()
