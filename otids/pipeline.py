@@ -25,8 +25,18 @@ from typing import TYPE_CHECKING, Any
 from otids.alerts.eve import alert_record, stats_record, transaction_records
 from otids.alerts.sinks import Sink
 from otids.capture.flow import Flow, FlowTable
-from otids.capture.link import PacketDecoder
-from otids.capture.packet import PROTO_TCP, PROTO_UDP
+from otids.capture.link import (
+    ETH_IPV4_TCP,
+    ETH_IPV4_TCP_MIN_FRAME,
+    ETHERTYPE_IPV4,
+    IPV4_FRAGMENT_BITS,
+    IPV4_PLAIN,
+    IPV4_TCP_MIN_TOTAL,
+    TCP_MIN_DATA_OFFSET,
+    LinkType,
+    PacketDecoder,
+)
+from otids.capture.packet import PROTO_TCP, PROTO_UDP, TH_FIN, TH_RST, TH_SYN
 from otids.capture.tcp import Gap, StreamAnomaly, StreamItem
 from otids.decode.base import (
     AppParser,
@@ -52,6 +62,9 @@ UNKNOWN, ACTIVE, IGNORED = 0, 1, 2
 PROBE_LIMIT = 512
 
 _DIRS = (Direction.TO_SERVER, Direction.TO_CLIENT)
+
+_ETHERNET = int(LinkType.ETHERNET)  # plain ints compare faster on the per-packet path
+_TCP_CONTROL = TH_SYN | TH_FIN | TH_RST  # flags that keep a packet off run()'s fast path
 
 
 class _Probing:
@@ -124,7 +137,8 @@ class Pipeline:
 
     def run(self, packets: Iterable[tuple[float, int, bytes, int]]) -> None:
         """Process ``(timestamp, linktype, frame, wire length)`` tuples from a source."""
-        decode = self.decoder.decode
+        decoder = self.decoder
+        decode = decoder.decode
         # Suricata packet rules, when loaded, see each packet at its flow lookup.
         payload_rules = self.payload_rules
         lookup = (
@@ -132,11 +146,18 @@ class Pipeline:
             if payload_rules is None
             else payload_rules.wrap(self.flows.lookup, self.gate, self._emit)
         )
+        # The fast path below: a plain Ethernet/IPv4 TCP frame (no SYN, FIN or RST) of a
+        # flow already in the table and not bypassed is decoded and looked up inline, with
+        # no Packet made: decode() and lookup() would do the same, at twice the cost. Its
+        # flow being in the table proves it of this shard, and not bypassed, its raw key is
+        # not in the decoder's bypass set. Anything else takes the general path.
+        entries = self.flows.entries if payload_rules is None else {}
+        unpack_head = ETH_IPV4_TCP.unpack_from
         # Capture time of the next housekeeping (every second of capture time, or at once
         # when the flow table evicted flows). The reader's C loop drops no record due then.
-        due = self.decoder.housekeeping_due
+        due = decoder.housekeeping_due
         due[0] = 0.0
-        npackets = nbytes = 0
+        npackets = nbytes = nfast = 0
         ts = self.last_ts
         try:
             for ts, linktype, frame, wirelen in packets:
@@ -145,31 +166,76 @@ class Pipeline:
                 if ts >= due[0]:
                     self._housekeeping(ts)
                     due[0] = ts + 1.0
-                pkt = decode(ts, linktype, frame, wirelen)
-                if pkt is None:
-                    continue
-                flow, d = lookup(pkt)
-                if flow.app_state == IGNORED:
-                    continue
-                if pkt.proto == PROTO_TCP:
-                    items = flow.tcp_packet(d, pkt)
-                    if not items:
+                flow = None
+                if linktype == _ETHERNET and len(frame) >= ETH_IPV4_TCP_MIN_FRAME:
+                    (
+                        etype,
+                        vihl,
+                        total,
+                        frag,
+                        proto,
+                        src,
+                        dst,
+                        sport,
+                        dport,
+                        seq,
+                        ack,
+                        off,
+                        flags,
+                    ) = unpack_head(frame, 0)
+                    if (
+                        etype == ETHERTYPE_IPV4
+                        and vihl == IPV4_PLAIN
+                        and proto == PROTO_TCP
+                        and not (frag & IPV4_FRAGMENT_BITS or flags & _TCP_CONTROL)
+                        and total >= IPV4_TCP_MIN_TOTAL
+                        and off >= TCP_MIN_DATA_OFFSET
+                    ):
+                        start = 34 + ((off >> 4) << 2)
+                        end = 14 + total
+                        entry = entries.get((src, dst, sport, dport, PROTO_TCP))
+                        if entry is not None and start <= end <= len(frame):
+                            flow, d = entry
+                            if flow.bypassed:
+                                flow = None
+                            else:
+                                nfast += 1
+                                flow.last_ts = ts
+                                flow.pkts[d] += 1
+                                flow.bytes[d] += wirelen
+                                payload = frame[start:end]
+                if flow is None:
+                    pkt = decode(ts, linktype, frame, wirelen)
+                    if pkt is None:
                         continue
-                    # The common case, one in-order chunk for a recognised flow, inline.
-                    if len(items) == 1 and flow.app_state == ACTIVE:
-                        d, item = items[0]
-                        if type(item) is bytes:
-                            records = flow.app.feed(_DIRS[d], item, ts)
-                            if records:
-                                self._records(flow, records, ts)
-                            continue
-                    self._stream(flow, items, ts)
-                elif pkt.payload:
-                    self._data(flow, _DIRS[d], pkt.payload, ts)
+                    flow, d = lookup(pkt)
+                    if flow.app_state == IGNORED:
+                        continue
+                    if pkt.proto != PROTO_TCP:
+                        if pkt.payload:
+                            self._data(flow, _DIRS[d], pkt.payload, ts)
+                        continue
+                    flags, seq, ack, payload = pkt.tcp_flags, pkt.seq, pkt.ack, pkt.payload
+                elif flow.app_state == IGNORED:
+                    continue
+                items = flow.tcp_segment(d, flags, seq, ack, payload)
+                if not items:
+                    continue
+                # The common case, one in-order chunk for a recognised flow, inline.
+                if len(items) == 1 and flow.app_state == ACTIVE:
+                    d, item = items[0]
+                    if type(item) is bytes:
+                        records = flow.app.feed(_DIRS[d], item, ts)
+                        if records:
+                            self._records(flow, records, ts)
+                        continue
+                self._stream(flow, items, ts)
         finally:
             self.packets += npackets
             self.bytes += nbytes
             self.last_ts = max(self.last_ts, ts)
+            decoder.packets += nfast
+            decoder.ip += nfast
 
     def tick(self, now: float) -> None:
         """Time passed without packets (a quiet live link) up to capture time ``now``: emit

@@ -165,26 +165,29 @@ class Flow:
         side sent that the capture missed shows up as a Gap there). Items are in the order
         they must be handed to the dissector. Returns [] for a UDP flow.
         """
+        return self.tcp_segment(direction, pkt.tcp_flags, pkt.seq, pkt.ack, pkt.payload)
+
+    def tcp_segment(
+        self, direction: int, flags: int, seq: int, ack: int, payload: bytes
+    ) -> list[tuple[int, StreamItem]]:
+        """:meth:`tcp_packet` from the TCP header fields and payload, for a caller that
+        decoded them without making a :class:`Packet` (the pipeline's fast path)."""
         streams = self.streams
         if streams is None:
             return []
-        flags = pkt.tcp_flags
         if flags & _SPECIAL:
-            return self._tcp_control(direction, pkt, streams)
+            return self._tcp_control(direction, flags, seq, ack, payload, streams)
         out: list[tuple[int, StreamItem]] = []
         if flags & TH_ACK:
             # Only an ACK past the data seen from the other side (or the first one) matters;
             # telling that apart here saves a call on nearly every packet.
             peer = streams[direction ^ 1]
-            ack = pkt.ack
             nxt = peer.next_seq
             if ack != nxt and (((ack - nxt) & SEQ_MASK) < SEQ_HALF or nxt < 0):
                 other = direction ^ 1
                 out = [(other, item) for item in peer.peer_ack(ack)]
-        payload = pkt.payload
         if payload:
             own = streams[direction]
-            seq = pkt.seq
             if seq == own.next_seq and not own.ooo:
                 # TcpReassembler.segment's fast path, inlined: it runs for every data packet
                 # and the call plus its one-item list would double the cost.
@@ -198,10 +201,15 @@ class Flow:
         return out
 
     def _tcp_control(
-        self, direction: int, pkt: Packet, streams: tuple[TcpReassembler, TcpReassembler]
+        self,
+        direction: int,
+        flags: int,
+        seq: int,
+        ack: int,
+        payload: bytes,
+        streams: tuple[TcpReassembler, TcpReassembler],
     ) -> list[tuple[int, StreamItem]]:
         """SYN, FIN and RST: the rare packets that start or end a direction."""
-        flags = pkt.tcp_flags
         other = direction ^ 1
         own = streams[direction]
         peer = streams[other]
@@ -212,14 +220,12 @@ class Flow:
             out.extend((other, item) for item in peer.flush())
             self.closed = True
             return out
-        seq = pkt.seq
         if flags & TH_SYN:
             self.syn_seen = True
             own.set_isn(seq)
             seq = (seq + 1) & SEQ_MASK  # the SYN occupies one sequence number
-        if flags & TH_ACK and pkt.ack != peer.next_seq:
-            out.extend((other, item) for item in peer.peer_ack(pkt.ack))
-        payload = pkt.payload
+        if flags & TH_ACK and ack != peer.next_seq:
+            out.extend((other, item) for item in peer.peer_ack(ack))
         if payload:
             out.extend((direction, item) for item in own.segment(seq, payload))
         if flags & TH_FIN:
@@ -259,7 +265,8 @@ class FlowTable:
         self.max_flows = max(1, max_flows)
         self.server_port_hint = server_port_hint
         # Both orientations of each flow's 5-tuple -> (flow, direction of that orientation).
-        self._table: dict[FlowKey, tuple[Flow, int]] = {}
+        # Public for a consumer's fast path that does lookup()'s work inline; read it only.
+        self.entries: dict[FlowKey, tuple[Flow, int]] = {}
         self._count = 0
         self._next_scan = float("-inf")
         self._evicted: list[Flow] = []
@@ -283,7 +290,7 @@ class FlowTable:
         Also updates the flow's ``last_ts`` and per-direction counters. The returned tuple is
         the table's own (no allocation per packet).
         """
-        entry = self._table.get((pkt.src, pkt.dst, pkt.sport, pkt.dport, pkt.proto))
+        entry = self.entries.get((pkt.src, pkt.dst, pkt.sport, pkt.dport, pkt.proto))
         if entry is None or (
             pkt.tcp_flags & _SYN_ACK == TH_SYN and (entry[0].closed or entry[0].bypassed)
         ):
@@ -324,7 +331,7 @@ class FlowTable:
     def drain(self) -> list[Flow]:
         """Remove and return every flow, oldest first (end of input)."""
         flows = self._flows()
-        self._table.clear()
+        self.entries.clear()
         self._count = 0
         self.bypass_tcp.clear()
         self.bypass_udp.clear()
@@ -357,11 +364,11 @@ class FlowTable:
 
     def _flows(self) -> list[Flow]:
         """Each live flow once, in creation order (its TO_SERVER entry is inserted first)."""
-        return [flow for flow, direction in self._table.values() if direction == TO_SERVER]
+        return [flow for flow, direction in self.entries.values() if direction == TO_SERVER]
 
     def _create(self, pkt: Packet) -> tuple[Flow, int]:
         key = (pkt.src, pkt.dst, pkt.sport, pkt.dport, pkt.proto)
-        old = self._table.get(key)
+        old = self.entries.get(key)
         if old is not None:  # a closed or bypassed TCP flow whose 5-tuple a new SYN reuses
             self._remove(old[0])
             self._evicted.append(old[0])
@@ -376,11 +383,11 @@ class FlowTable:
             flow = Flow(pkt.proto, pkt.dst, pkt.dport, pkt.src, pkt.sport, pkt.ip_version, pkt.ts)
         client, server, client_port, server_port, proto = flow.key
         # A packet to itself (same address and port both ends) has one key: TO_SERVER wins.
-        self._table[(server, client, server_port, client_port, proto)] = (flow, TO_CLIENT)
-        self._table[flow.key] = (flow, TO_SERVER)
+        self.entries[(server, client, server_port, client_port, proto)] = (flow, TO_CLIENT)
+        self.entries[flow.key] = (flow, TO_SERVER)
         self._count += 1
         self.created += 1
-        return self._table[key]
+        return self.entries[key]
 
     def _sender_is_client(self, pkt: Packet) -> bool:
         """Roles: the handshake if seen, else the hinted server port, else the lower port."""
@@ -409,8 +416,8 @@ class FlowTable:
 
     def _remove(self, flow: Flow) -> None:
         client, server, client_port, server_port, proto = flow.key
-        self._table.pop(flow.key, None)
-        self._table.pop((server, client, server_port, client_port, proto), None)
+        self.entries.pop(flow.key, None)
+        self.entries.pop((server, client, server_port, client_port, proto), None)
         self._count -= 1
         if flow.bypassed:
             keys = _bypass_keys(flow)
