@@ -26,18 +26,20 @@ from otids.alerts.eve import alert_record, stats_record, transaction_records
 from otids.alerts.sinks import Sink
 from otids.capture.flow import Flow, FlowTable
 from otids.capture.link import (
-    ETH_IPV4_TCP,
+    ETH_IPV4_TCP_FIELDS,
+    ETH_IPV4_TCP_FIELDS_AT,
     ETH_IPV4_TCP_MIN_FRAME,
     ETHERTYPE_IPV4,
     IPV4_FRAGMENT_BITS,
     IPV4_PLAIN,
     IPV4_TCP_MIN_TOTAL,
+    RAW_FLOW_KEY,
     TCP_MIN_DATA_OFFSET,
     LinkType,
     PacketDecoder,
 )
-from otids.capture.packet import PROTO_TCP, PROTO_UDP, TH_FIN, TH_RST, TH_SYN
-from otids.capture.tcp import Gap, StreamAnomaly, StreamItem
+from otids.capture.packet import PROTO_TCP, PROTO_UDP, TH_ACK, TH_FIN, TH_RST, TH_SYN
+from otids.capture.tcp import SEQ_MASK, Gap, StreamAnomaly, StreamItem
 from otids.decode.base import (
     AppParser,
     DecoderEvent,
@@ -151,8 +153,8 @@ class Pipeline:
         # no Packet made: decode() and lookup() would do the same, at twice the cost. Its
         # flow being in the table proves it of this shard, and not bypassed, its raw key is
         # not in the decoder's bypass set. Anything else takes the general path.
-        entries = self.flows.entries if payload_rules is None else {}
-        unpack_head = ETH_IPV4_TCP.unpack_from
+        tcp4 = self.flows.tcp4 if payload_rules is None else {}
+        unpack_fields = ETH_IPV4_TCP_FIELDS.unpack_from
         # Capture time of the next housekeeping (every second of capture time, or at once
         # when the flow table evicted flows). The reader's C loop drops no record due then.
         due = decoder.housekeeping_due
@@ -168,42 +170,28 @@ class Pipeline:
                     due[0] = ts + 1.0
                 flow = None
                 if linktype == _ETHERNET and len(frame) >= ETH_IPV4_TCP_MIN_FRAME:
-                    (
-                        etype,
-                        vihl,
-                        total,
-                        frag,
-                        proto,
-                        src,
-                        dst,
-                        sport,
-                        dport,
-                        seq,
-                        ack,
-                        off,
-                        flags,
-                    ) = unpack_head(frame, 0)
-                    if (
-                        etype == ETHERTYPE_IPV4
-                        and vihl == IPV4_PLAIN
-                        and proto == PROTO_TCP
-                        and not (frag & IPV4_FRAGMENT_BITS or flags & _TCP_CONTROL)
-                        and total >= IPV4_TCP_MIN_TOTAL
-                        and off >= TCP_MIN_DATA_OFFSET
-                    ):
+                    entry = tcp4.get(frame[RAW_FLOW_KEY])
+                    if entry is not None and not entry[0].bypassed:
+                        etype, vihl, total, frag, proto, seq, ack, off, flags = unpack_fields(
+                            frame, ETH_IPV4_TCP_FIELDS_AT
+                        )
                         start = 34 + ((off >> 4) << 2)
                         end = 14 + total
-                        entry = entries.get((src, dst, sport, dport, PROTO_TCP))
-                        if entry is not None and start <= end <= len(frame):
+                        if (
+                            etype == ETHERTYPE_IPV4
+                            and vihl == IPV4_PLAIN
+                            and proto == PROTO_TCP
+                            and not (frag & IPV4_FRAGMENT_BITS or flags & _TCP_CONTROL)
+                            and total >= IPV4_TCP_MIN_TOTAL
+                            and off >= TCP_MIN_DATA_OFFSET
+                            and start <= end <= len(frame)
+                        ):
                             flow, d = entry
-                            if flow.bypassed:
-                                flow = None
-                            else:
-                                nfast += 1
-                                flow.last_ts = ts
-                                flow.pkts[d] += 1
-                                flow.bytes[d] += wirelen
-                                payload = frame[start:end]
+                            nfast += 1
+                            flow.last_ts = ts
+                            flow.pkts[d] += 1
+                            flow.bytes[d] += wirelen
+                            payload = frame[start:end]
                 if flow is None:
                     pkt = decode(ts, linktype, frame, wirelen)
                     if pkt is None:
@@ -218,6 +206,28 @@ class Pipeline:
                     flags, seq, ack, payload = pkt.tcp_flags, pkt.seq, pkt.ack, pkt.payload
                 elif flow.app_state == IGNORED:
                     continue
+                else:
+                    # The commonest packet, in order and acknowledging nothing new: all
+                    # Flow.tcp_segment would do is its inline in-order case, done here.
+                    streams = flow.streams
+                    if (
+                        streams is not None
+                        and (not flags & TH_ACK or ack == streams[d ^ 1].next_seq)
+                        and (not payload or (seq == streams[d].next_seq and not streams[d].ooo))
+                    ):
+                        if payload:
+                            own = streams[d]
+                            n = len(payload)
+                            own.next_seq = (seq + n) & SEQ_MASK
+                            own.segments += 1
+                            own.bytes += n
+                            if flow.app_state == ACTIVE:
+                                records = flow.app.feed(_DIRS[d], payload, ts)
+                                if records:
+                                    self._records(flow, records, ts)
+                            else:
+                                self._data(flow, _DIRS[d], payload, ts)
+                        continue
                 items = flow.tcp_segment(d, flags, seq, ack, payload)
                 if not items:
                     continue

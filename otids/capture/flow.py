@@ -265,8 +265,11 @@ class FlowTable:
         self.max_flows = max(1, max_flows)
         self.server_port_hint = server_port_hint
         # Both orientations of each flow's 5-tuple -> (flow, direction of that orientation).
-        # Public for a consumer's fast path that does lookup()'s work inline; read it only.
-        self.entries: dict[FlowKey, tuple[Flow, int]] = {}
+        self._table: dict[FlowKey, tuple[Flow, int]] = {}
+        # The same entries of the IPv4 TCP flows under their raw keys (source, destination,
+        # ports as on the wire, see _raw_keys): a consumer's fast path doing lookup()'s work
+        # inline reads them from the frame in one slice. Read it only.
+        self.tcp4: dict[bytes, tuple[Flow, int]] = {}
         self._count = 0
         self._next_scan = float("-inf")
         self._evicted: list[Flow] = []
@@ -290,7 +293,7 @@ class FlowTable:
         Also updates the flow's ``last_ts`` and per-direction counters. The returned tuple is
         the table's own (no allocation per packet).
         """
-        entry = self.entries.get((pkt.src, pkt.dst, pkt.sport, pkt.dport, pkt.proto))
+        entry = self._table.get((pkt.src, pkt.dst, pkt.sport, pkt.dport, pkt.proto))
         if entry is None or (
             pkt.tcp_flags & _SYN_ACK == TH_SYN and (entry[0].closed or entry[0].bypassed)
         ):
@@ -331,7 +334,8 @@ class FlowTable:
     def drain(self) -> list[Flow]:
         """Remove and return every flow, oldest first (end of input)."""
         flows = self._flows()
-        self.entries.clear()
+        self._table.clear()
+        self.tcp4.clear()
         self._count = 0
         self.bypass_tcp.clear()
         self.bypass_udp.clear()
@@ -350,7 +354,7 @@ class FlowTable:
             return
         flow.bypassed = True
         flow.streams = None
-        keys = _bypass_keys(flow)
+        keys = _raw_keys(flow)
         if keys:
             target = self.bypass_tcp if flow.proto == PROTO_TCP else self.bypass_udp
             target.update(keys)
@@ -364,11 +368,11 @@ class FlowTable:
 
     def _flows(self) -> list[Flow]:
         """Each live flow once, in creation order (its TO_SERVER entry is inserted first)."""
-        return [flow for flow, direction in self.entries.values() if direction == TO_SERVER]
+        return [flow for flow, direction in self._table.values() if direction == TO_SERVER]
 
     def _create(self, pkt: Packet) -> tuple[Flow, int]:
         key = (pkt.src, pkt.dst, pkt.sport, pkt.dport, pkt.proto)
-        old = self.entries.get(key)
+        old = self._table.get(key)
         if old is not None:  # a closed or bypassed TCP flow whose 5-tuple a new SYN reuses
             self._remove(old[0])
             self._evicted.append(old[0])
@@ -383,11 +387,16 @@ class FlowTable:
             flow = Flow(pkt.proto, pkt.dst, pkt.dport, pkt.src, pkt.sport, pkt.ip_version, pkt.ts)
         client, server, client_port, server_port, proto = flow.key
         # A packet to itself (same address and port both ends) has one key: TO_SERVER wins.
-        self.entries[(server, client, server_port, client_port, proto)] = (flow, TO_CLIENT)
-        self.entries[flow.key] = (flow, TO_SERVER)
+        self._table[(server, client, server_port, client_port, proto)] = (flow, TO_CLIENT)
+        self._table[flow.key] = (flow, TO_SERVER)
+        if proto == PROTO_TCP:
+            keys = _raw_keys(flow)
+            if keys:
+                self.tcp4[keys[1]] = (flow, TO_CLIENT)
+                self.tcp4[keys[0]] = (flow, TO_SERVER)
         self._count += 1
         self.created += 1
-        return self.entries[key]
+        return self._table[key]
 
     def _sender_is_client(self, pkt: Packet) -> bool:
         """Roles: the handshake if seen, else the hinted server port, else the lower port."""
@@ -416,18 +425,22 @@ class FlowTable:
 
     def _remove(self, flow: Flow) -> None:
         client, server, client_port, server_port, proto = flow.key
-        self.entries.pop(flow.key, None)
-        self.entries.pop((server, client, server_port, client_port, proto), None)
+        self._table.pop(flow.key, None)
+        self._table.pop((server, client, server_port, client_port, proto), None)
         self._count -= 1
-        if flow.bypassed:
-            keys = _bypass_keys(flow)
-            if keys:
+        keys = _raw_keys(flow) if proto == PROTO_TCP or flow.bypassed else None
+        if keys:
+            if proto == PROTO_TCP:
+                self.tcp4.pop(keys[0], None)
+                self.tcp4.pop(keys[1], None)
+            if flow.bypassed:
                 target = self.bypass_tcp if proto == PROTO_TCP else self.bypass_udp
                 target.difference_update(keys)
 
 
-def _bypass_keys(flow: Flow) -> tuple[bytes, bytes] | None:
-    """Both orientations of an IPv4 flow as raw header bytes: src, dst, sport, dport."""
+def _raw_keys(flow: Flow) -> tuple[bytes, bytes] | None:
+    """Both orientations (client's first) of an IPv4 flow as raw header bytes: src, dst,
+    sport, dport."""
     if flow.ip_version != 4:
         return None
     c = flow.client + flow.server + _PORT_PAIR.pack(flow.client_port, flow.server_port)

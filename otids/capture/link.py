@@ -177,15 +177,19 @@ _ETH_IPV4_PLAIN = b"\x08\x00\x45"  # EtherType IPv4, version 4 with a 20-byte he
 _ETH_IPV4_TCP = struct.Struct("!2xH8x4s4sHHIIBB")
 _SHARD_KEY = struct.Struct("!IIHH")  # at offset 26: source, destination, ports as integers
 
-# decode()'s TCP fast-path frame read from offset 0 in one unpack, for a consumer that decodes
-# such frames inline (Pipeline.run): EtherType, version/IHL, IPv4 total length, flags/fragment
-# offset, protocol, source, destination, then the TCP fields as in _ETH_IPV4_TCP. The frame
-# takes decode()'s TCP fast path when it has at least ETH_IPV4_TCP_MIN_FRAME bytes, EtherType
-# ETHERTYPE_IPV4, version/IHL IPV4_PLAIN, no IPV4_FRAGMENT_BITS and protocol TCP; that path
-# makes a Packet of it when the total length is at least IPV4_TCP_MIN_TOTAL, the data offset
-# byte at least TCP_MIN_DATA_OFFSET and the payload (34 + data offset words .. 14 + total
-# length) inside the frame.
-ETH_IPV4_TCP = struct.Struct("!12xHBxHxxHxB2x4s4sHHIIBB")
+# For a consumer that decodes decode()'s TCP fast-path frames inline (Pipeline.run): the
+# frame's raw flow key (source, destination and ports as on the wire, the key of the bypass
+# sets), and its other fields read from offset ETH_IPV4_TCP_FIELDS_AT in one unpack:
+# EtherType, version/IHL, IPv4 total length, flags/fragment offset, protocol, then TCP
+# sequence, acknowledgement, data offset and flags. The frame takes decode()'s TCP fast path
+# when it has at least ETH_IPV4_TCP_MIN_FRAME bytes, EtherType ETHERTYPE_IPV4, version/IHL
+# IPV4_PLAIN, no IPV4_FRAGMENT_BITS and protocol TCP; that path makes a Packet of it when the
+# total length is at least IPV4_TCP_MIN_TOTAL, the data offset byte at least
+# TCP_MIN_DATA_OFFSET and the payload (34 + data offset words .. 14 + total length) inside
+# the frame.
+RAW_FLOW_KEY = slice(26, 38)
+ETH_IPV4_TCP_FIELDS = struct.Struct("!HBxHxxHxB14xIIBB")
+ETH_IPV4_TCP_FIELDS_AT = ETHERNET_TYPE
 ETH_IPV4_TCP_MIN_FRAME = 54
 ETHERTYPE_IPV4 = 0x0800  # EtherType.IPV4 as a plain int (compares faster)
 IPV4_TCP_MIN_TOTAL = IPV4_MIN_HEADER + TCP_MIN_HEADER
@@ -304,7 +308,7 @@ class PacketDecoder:
                     return None
             proto = frame[23]
             if proto == 6:
-                if not frame[47] & 0x02 and frame[26:38] in self.bypass_tcp:
+                if not frame[47] & 0x02 and frame[RAW_FLOW_KEY] in self.bypass_tcp:
                     self.bypassed += 1
                     return None
                 total, src, dst, sport, dport, seq, ack, data_offset, flags = (
@@ -333,7 +337,7 @@ class PacketDecoder:
                         ack,
                         (),
                     )
-            elif proto == 17 and frame[26:38] in self.bypass_udp:
+            elif proto == 17 and frame[RAW_FLOW_KEY] in self.bypass_udp:
                 self.bypassed += 1
                 return None
         handler = self._by_linktype.get(linktype)
