@@ -25,9 +25,21 @@ from typing import TYPE_CHECKING, Any
 from otids.alerts.eve import alert_record, stats_record, transaction_records
 from otids.alerts.sinks import Sink
 from otids.capture.flow import Flow, FlowTable
-from otids.capture.link import PacketDecoder
-from otids.capture.packet import PROTO_TCP, PROTO_UDP
-from otids.capture.tcp import Gap, StreamAnomaly, StreamItem
+from otids.capture.link import (
+    ETH_IPV4_TCP_FIELDS,
+    ETH_IPV4_TCP_FIELDS_AT,
+    ETH_IPV4_TCP_MIN_FRAME,
+    ETHERTYPE_IPV4,
+    IPV4_FRAGMENT_BITS,
+    IPV4_PLAIN,
+    IPV4_TCP_MIN_TOTAL,
+    RAW_FLOW_KEY,
+    TCP_MIN_DATA_OFFSET,
+    LinkType,
+    PacketDecoder,
+)
+from otids.capture.packet import PROTO_TCP, PROTO_UDP, TH_ACK, TH_FIN, TH_RST, TH_SYN
+from otids.capture.tcp import SEQ_MASK, Gap, StreamAnomaly, StreamItem
 from otids.decode.base import (
     AppParser,
     DecoderEvent,
@@ -52,6 +64,9 @@ UNKNOWN, ACTIVE, IGNORED = 0, 1, 2
 PROBE_LIMIT = 512
 
 _DIRS = (Direction.TO_SERVER, Direction.TO_CLIENT)
+
+_ETHERNET = int(LinkType.ETHERNET)  # plain ints compare faster on the per-packet path
+_TCP_CONTROL = TH_SYN | TH_FIN | TH_RST  # flags that keep a packet off run()'s fast path
 
 
 class _Probing:
@@ -124,7 +139,8 @@ class Pipeline:
 
     def run(self, packets: Iterable[tuple[float, int, bytes, int]]) -> None:
         """Process ``(timestamp, linktype, frame, wire length)`` tuples from a source."""
-        decode = self.decoder.decode
+        decoder = self.decoder
+        decode = decoder.decode
         # Suricata packet rules, when loaded, see each packet at its flow lookup.
         payload_rules = self.payload_rules
         lookup = (
@@ -132,11 +148,18 @@ class Pipeline:
             if payload_rules is None
             else payload_rules.wrap(self.flows.lookup, self.gate, self._emit)
         )
+        # The fast path below: a plain Ethernet/IPv4 TCP frame (no SYN, FIN or RST) of a
+        # flow already in the table and not bypassed is decoded and looked up inline, with
+        # no Packet made: decode() and lookup() would do the same, at twice the cost. Its
+        # flow being in the table proves it of this shard, and not bypassed, its raw key is
+        # not in the decoder's bypass set. Anything else takes the general path.
+        tcp4 = self.flows.tcp4 if payload_rules is None else {}
+        unpack_fields = ETH_IPV4_TCP_FIELDS.unpack_from
         # Capture time of the next housekeeping (every second of capture time, or at once
         # when the flow table evicted flows). The reader's C loop drops no record due then.
-        due = self.decoder.housekeeping_due
+        due = decoder.housekeeping_due
         due[0] = 0.0
-        npackets = nbytes = 0
+        npackets = nbytes = nfast = 0
         ts = self.last_ts
         try:
             for ts, linktype, frame, wirelen in packets:
@@ -145,31 +168,84 @@ class Pipeline:
                 if ts >= due[0]:
                     self._housekeeping(ts)
                     due[0] = ts + 1.0
-                pkt = decode(ts, linktype, frame, wirelen)
-                if pkt is None:
-                    continue
-                flow, d = lookup(pkt)
-                if flow.app_state == IGNORED:
-                    continue
-                if pkt.proto == PROTO_TCP:
-                    items = flow.tcp_packet(d, pkt)
-                    if not items:
+                flow = None
+                if linktype == _ETHERNET and len(frame) >= ETH_IPV4_TCP_MIN_FRAME:
+                    entry = tcp4.get(frame[RAW_FLOW_KEY])
+                    if entry is not None and not entry[0].bypassed:
+                        etype, vihl, total, frag, proto, seq, ack, off, flags = unpack_fields(
+                            frame, ETH_IPV4_TCP_FIELDS_AT
+                        )
+                        start = 34 + ((off >> 4) << 2)
+                        end = 14 + total
+                        if (
+                            etype == ETHERTYPE_IPV4
+                            and vihl == IPV4_PLAIN
+                            and proto == PROTO_TCP
+                            and not (frag & IPV4_FRAGMENT_BITS or flags & _TCP_CONTROL)
+                            and total >= IPV4_TCP_MIN_TOTAL
+                            and off >= TCP_MIN_DATA_OFFSET
+                            and start <= end <= len(frame)
+                        ):
+                            flow, d = entry
+                            nfast += 1
+                            flow.last_ts = ts
+                            flow.pkts[d] += 1
+                            flow.bytes[d] += wirelen
+                            payload = frame[start:end]
+                if flow is None:
+                    pkt = decode(ts, linktype, frame, wirelen)
+                    if pkt is None:
                         continue
-                    # The common case, one in-order chunk for a recognised flow, inline.
-                    if len(items) == 1 and flow.app_state == ACTIVE:
-                        d, item = items[0]
-                        if type(item) is bytes:
-                            records = flow.app.feed(_DIRS[d], item, ts)
-                            if records:
-                                self._records(flow, records, ts)
-                            continue
-                    self._stream(flow, items, ts)
-                elif pkt.payload:
-                    self._data(flow, _DIRS[d], pkt.payload, ts)
+                    flow, d = lookup(pkt)
+                    if flow.app_state == IGNORED:
+                        continue
+                    if pkt.proto != PROTO_TCP:
+                        if pkt.payload:
+                            self._data(flow, _DIRS[d], pkt.payload, ts)
+                        continue
+                    flags, seq, ack, payload = pkt.tcp_flags, pkt.seq, pkt.ack, pkt.payload
+                elif flow.app_state == IGNORED:
+                    continue
+                else:
+                    # The commonest packet, in order and acknowledging nothing new: all
+                    # Flow.tcp_segment would do is its inline in-order case, done here.
+                    streams = flow.streams
+                    if (
+                        streams is not None
+                        and (not flags & TH_ACK or ack == streams[d ^ 1].next_seq)
+                        and (not payload or (seq == streams[d].next_seq and not streams[d].ooo))
+                    ):
+                        if payload:
+                            own = streams[d]
+                            n = len(payload)
+                            own.next_seq = (seq + n) & SEQ_MASK
+                            own.segments += 1
+                            own.bytes += n
+                            if flow.app_state == ACTIVE:
+                                records = flow.app.feed(_DIRS[d], payload, ts)
+                                if records:
+                                    self._records(flow, records, ts)
+                            else:
+                                self._data(flow, _DIRS[d], payload, ts)
+                        continue
+                items = flow.tcp_segment(d, flags, seq, ack, payload)
+                if not items:
+                    continue
+                # The common case, one in-order chunk for a recognised flow, inline.
+                if len(items) == 1 and flow.app_state == ACTIVE:
+                    d, item = items[0]
+                    if type(item) is bytes:
+                        records = flow.app.feed(_DIRS[d], item, ts)
+                        if records:
+                            self._records(flow, records, ts)
+                        continue
+                self._stream(flow, items, ts)
         finally:
             self.packets += npackets
             self.bytes += nbytes
             self.last_ts = max(self.last_ts, ts)
+            decoder.packets += nfast
+            decoder.ip += nfast
 
     def tick(self, now: float) -> None:
         """Time passed without packets (a quiet live link) up to capture time ``now``: emit

@@ -165,26 +165,29 @@ class Flow:
         side sent that the capture missed shows up as a Gap there). Items are in the order
         they must be handed to the dissector. Returns [] for a UDP flow.
         """
+        return self.tcp_segment(direction, pkt.tcp_flags, pkt.seq, pkt.ack, pkt.payload)
+
+    def tcp_segment(
+        self, direction: int, flags: int, seq: int, ack: int, payload: bytes
+    ) -> list[tuple[int, StreamItem]]:
+        """:meth:`tcp_packet` from the TCP header fields and payload, for a caller that
+        decoded them without making a :class:`Packet` (the pipeline's fast path)."""
         streams = self.streams
         if streams is None:
             return []
-        flags = pkt.tcp_flags
         if flags & _SPECIAL:
-            return self._tcp_control(direction, pkt, streams)
+            return self._tcp_control(direction, flags, seq, ack, payload, streams)
         out: list[tuple[int, StreamItem]] = []
         if flags & TH_ACK:
             # Only an ACK past the data seen from the other side (or the first one) matters;
             # telling that apart here saves a call on nearly every packet.
             peer = streams[direction ^ 1]
-            ack = pkt.ack
             nxt = peer.next_seq
             if ack != nxt and (((ack - nxt) & SEQ_MASK) < SEQ_HALF or nxt < 0):
                 other = direction ^ 1
                 out = [(other, item) for item in peer.peer_ack(ack)]
-        payload = pkt.payload
         if payload:
             own = streams[direction]
-            seq = pkt.seq
             if seq == own.next_seq and not own.ooo:
                 # TcpReassembler.segment's fast path, inlined: it runs for every data packet
                 # and the call plus its one-item list would double the cost.
@@ -198,10 +201,15 @@ class Flow:
         return out
 
     def _tcp_control(
-        self, direction: int, pkt: Packet, streams: tuple[TcpReassembler, TcpReassembler]
+        self,
+        direction: int,
+        flags: int,
+        seq: int,
+        ack: int,
+        payload: bytes,
+        streams: tuple[TcpReassembler, TcpReassembler],
     ) -> list[tuple[int, StreamItem]]:
         """SYN, FIN and RST: the rare packets that start or end a direction."""
-        flags = pkt.tcp_flags
         other = direction ^ 1
         own = streams[direction]
         peer = streams[other]
@@ -212,14 +220,12 @@ class Flow:
             out.extend((other, item) for item in peer.flush())
             self.closed = True
             return out
-        seq = pkt.seq
         if flags & TH_SYN:
             self.syn_seen = True
             own.set_isn(seq)
             seq = (seq + 1) & SEQ_MASK  # the SYN occupies one sequence number
-        if flags & TH_ACK and pkt.ack != peer.next_seq:
-            out.extend((other, item) for item in peer.peer_ack(pkt.ack))
-        payload = pkt.payload
+        if flags & TH_ACK and ack != peer.next_seq:
+            out.extend((other, item) for item in peer.peer_ack(ack))
         if payload:
             out.extend((direction, item) for item in own.segment(seq, payload))
         if flags & TH_FIN:
@@ -260,6 +266,10 @@ class FlowTable:
         self.server_port_hint = server_port_hint
         # Both orientations of each flow's 5-tuple -> (flow, direction of that orientation).
         self._table: dict[FlowKey, tuple[Flow, int]] = {}
+        # The same entries of the IPv4 TCP flows under their raw keys (source, destination,
+        # ports as on the wire, see _raw_keys): a consumer's fast path doing lookup()'s work
+        # inline reads them from the frame in one slice. Read it only.
+        self.tcp4: dict[bytes, tuple[Flow, int]] = {}
         self._count = 0
         self._next_scan = float("-inf")
         self._evicted: list[Flow] = []
@@ -325,6 +335,7 @@ class FlowTable:
         """Remove and return every flow, oldest first (end of input)."""
         flows = self._flows()
         self._table.clear()
+        self.tcp4.clear()
         self._count = 0
         self.bypass_tcp.clear()
         self.bypass_udp.clear()
@@ -343,7 +354,7 @@ class FlowTable:
             return
         flow.bypassed = True
         flow.streams = None
-        keys = _bypass_keys(flow)
+        keys = _raw_keys(flow)
         if keys:
             target = self.bypass_tcp if flow.proto == PROTO_TCP else self.bypass_udp
             target.update(keys)
@@ -378,6 +389,11 @@ class FlowTable:
         # A packet to itself (same address and port both ends) has one key: TO_SERVER wins.
         self._table[(server, client, server_port, client_port, proto)] = (flow, TO_CLIENT)
         self._table[flow.key] = (flow, TO_SERVER)
+        if proto == PROTO_TCP:
+            keys = _raw_keys(flow)
+            if keys:
+                self.tcp4[keys[1]] = (flow, TO_CLIENT)
+                self.tcp4[keys[0]] = (flow, TO_SERVER)
         self._count += 1
         self.created += 1
         return self._table[key]
@@ -412,15 +428,19 @@ class FlowTable:
         self._table.pop(flow.key, None)
         self._table.pop((server, client, server_port, client_port, proto), None)
         self._count -= 1
-        if flow.bypassed:
-            keys = _bypass_keys(flow)
-            if keys:
+        keys = _raw_keys(flow) if proto == PROTO_TCP or flow.bypassed else None
+        if keys:
+            if proto == PROTO_TCP:
+                self.tcp4.pop(keys[0], None)
+                self.tcp4.pop(keys[1], None)
+            if flow.bypassed:
                 target = self.bypass_tcp if proto == PROTO_TCP else self.bypass_udp
                 target.difference_update(keys)
 
 
-def _bypass_keys(flow: Flow) -> tuple[bytes, bytes] | None:
-    """Both orientations of an IPv4 flow as raw header bytes: src, dst, sport, dport."""
+def _raw_keys(flow: Flow) -> tuple[bytes, bytes] | None:
+    """Both orientations (client's first) of an IPv4 flow as raw header bytes: src, dst,
+    sport, dport."""
     if flow.ip_version != 4:
         return None
     c = flow.client + flow.server + _PORT_PAIR.pack(flow.client_port, flow.server_port)

@@ -123,10 +123,10 @@ LOOP_HEADER = 4
 # version/IHL, total length, id, flags/offset, protocol, source, destination
 _IPV4 = struct.Struct("!BxHHHxBxx4s4s")
 IPV4_MIN_HEADER = 20
-_IPV4_PLAIN = 0x45  # version 4, no options: the common case, checked first
+IPV4_PLAIN = 0x45  # version 4, no options: the common case, checked first
 IPV4_MF = 0x2000  # more fragments
 IPV4_OFFSET_MASK = 0x1FFF  # fragment offset, in 8-byte units
-_IPV4_FRAGMENT_BITS = IPV4_MF | IPV4_OFFSET_MASK  # either set: the packet is a fragment
+IPV4_FRAGMENT_BITS = IPV4_MF | IPV4_OFFSET_MASK  # either set: the packet is a fragment
 
 # +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 # |Version| Traffic Class |           Flow Label                  |
@@ -176,6 +176,24 @@ _ETH_IPV4_PLAIN = b"\x08\x00\x45"  # EtherType IPv4, version 4 with a 20-byte he
 # sequence, acknowledgement, data offset and flags.
 _ETH_IPV4_TCP = struct.Struct("!2xH8x4s4sHHIIBB")
 _SHARD_KEY = struct.Struct("!IIHH")  # at offset 26: source, destination, ports as integers
+
+# For a consumer that decodes decode()'s TCP fast-path frames inline (Pipeline.run): the
+# frame's raw flow key (source, destination and ports as on the wire, the key of the bypass
+# sets), and its other fields read from offset ETH_IPV4_TCP_FIELDS_AT in one unpack:
+# EtherType, version/IHL, IPv4 total length, flags/fragment offset, protocol, then TCP
+# sequence, acknowledgement, data offset and flags. The frame takes decode()'s TCP fast path
+# when it has at least ETH_IPV4_TCP_MIN_FRAME bytes, EtherType ETHERTYPE_IPV4, version/IHL
+# IPV4_PLAIN, no IPV4_FRAGMENT_BITS and protocol TCP; that path makes a Packet of it when the
+# total length is at least IPV4_TCP_MIN_TOTAL, the data offset byte at least
+# TCP_MIN_DATA_OFFSET and the payload (34 + data offset words .. 14 + total length) inside
+# the frame.
+RAW_FLOW_KEY = slice(26, 38)
+ETH_IPV4_TCP_FIELDS = struct.Struct("!HBxHxxHxB14xIIBB")
+ETH_IPV4_TCP_FIELDS_AT = ETHERNET_TYPE
+ETH_IPV4_TCP_MIN_FRAME = 54
+ETHERTYPE_IPV4 = 0x0800  # EtherType.IPV4 as a plain int (compares faster)
+IPV4_TCP_MIN_TOTAL = IPV4_MIN_HEADER + TCP_MIN_HEADER
+TCP_MIN_DATA_OFFSET = 0x50  # 5 words
 
 
 def _mix(addrs: int, ports: int, count: int) -> int:
@@ -280,7 +298,7 @@ class PacketDecoder:
         if (
             linktype == _ETHERNET
             and frame[12:15] == _ETH_IPV4_PLAIN
-            and len(frame) >= 54
+            and len(frame) >= ETH_IPV4_TCP_MIN_FRAME
             and not (frame[20] & 0x3F or frame[21])
         ):
             if self.shard_count > 1:
@@ -290,7 +308,7 @@ class PacketDecoder:
                     return None
             proto = frame[23]
             if proto == 6:
-                if not frame[47] & 0x02 and frame[26:38] in self.bypass_tcp:
+                if not frame[47] & 0x02 and frame[RAW_FLOW_KEY] in self.bypass_tcp:
                     self.bypassed += 1
                     return None
                 total, src, dst, sport, dport, seq, ack, data_offset, flags = (
@@ -298,7 +316,11 @@ class PacketDecoder:
                 )
                 start = 34 + ((data_offset >> 4) << 2)
                 end = 14 + total
-                if total >= 40 and start <= end <= len(frame) and data_offset >= 0x50:
+                if (
+                    total >= IPV4_TCP_MIN_TOTAL
+                    and start <= end <= len(frame)
+                    and data_offset >= TCP_MIN_DATA_OFFSET
+                ):
                     self.ip += 1
                     return Packet(
                         ts,
@@ -315,7 +337,7 @@ class PacketDecoder:
                         ack,
                         (),
                     )
-            elif proto == 17 and frame[26:38] in self.bypass_udp:
+            elif proto == 17 and frame[RAW_FLOW_KEY] in self.bypass_udp:
                 self.bypassed += 1
                 return None
         handler = self._by_linktype.get(linktype)
@@ -458,7 +480,7 @@ class PacketDecoder:
         except struct.error:
             self._short_ip(frame, wirelen)
             return None
-        if vihl == _IPV4_PLAIN:
+        if vihl == IPV4_PLAIN:
             hlen = IPV4_MIN_HEADER
         else:
             hlen = (vihl & 0x0F) << 2
@@ -475,7 +497,7 @@ class PacketDecoder:
         if end > len(frame):
             self._short_ip(frame, wirelen)
             return None
-        if frag & _IPV4_FRAGMENT_BITS:
+        if frag & IPV4_FRAGMENT_BITS:
             return self._ipv4_fragment(
                 ts, frame, off + hlen, end, wirelen, vlan, src, dst, ident, frag, proto
             )

@@ -352,6 +352,36 @@ def test_table_never_exceeds_max_flows() -> None:
     assert table.evicted_count == len(table.evicted()) == 1000 - len(table)
 
 
+def test_raw_key_index_mirrors_the_ipv4_tcp_flows() -> None:
+    """FlowTable.tcp4 (the pipeline's fast-path index) holds exactly the live IPv4 TCP flows'
+    two raw keys, each with the direction of that orientation."""
+    table = FlowTable(max_flows=4, server_port_hint=ics_hint)
+
+    def expected() -> dict[bytes, tuple[Flow, int]]:
+        out: dict[bytes, tuple[Flow, int]] = {}
+        for flow in table._flows():
+            if flow.proto == PROTO_TCP and flow.ip_version == 4:
+                c = flow.client + flow.server + flow.client_port.to_bytes(2, "big")
+                c += flow.server_port.to_bytes(2, "big")
+                s = flow.server + flow.client + flow.server_port.to_bytes(2, "big")
+                s += flow.client_port.to_bytes(2, "big")
+                out[s] = (flow, TO_CLIENT)
+                out[c] = (flow, TO_SERVER)  # a flow to itself has one key: TO_SERVER wins
+        return out
+
+    table.lookup(tcp(MASTER, 40000, PLC, 502, ts=1.0))
+    table.lookup(udp(MASTER, 40000, PLC, 20000, ts=2.0))
+    table.lookup(tcp(MASTER6, 40000, PLC6, 502, ts=3.0))
+    table.lookup(tcp(MASTER, 502, MASTER, 502, ts=4.0))  # to itself: one key, TO_SERVER
+    assert table.tcp4 == expected() and len(table.tcp4) == 3
+    table.lookup(tcp(MASTER, 40001, PLC, 502, ts=5.0))  # full: evicts the oldest
+    assert table.evicted() and table.tcp4 == expected()
+    assert table.expire(1000.0) and table.tcp4 == expected() == {}
+    table.lookup(tcp(MASTER, 40002, PLC, 502, ts=1001.0))
+    table.drain()
+    assert table.tcp4 == {}
+
+
 def test_drain_returns_every_flow_oldest_first() -> None:
     table = FlowTable()
     flows = [table.lookup(tcp(MASTER, 40000 + i, PLC, 502, ts=float(i)))[0] for i in range(5)]
