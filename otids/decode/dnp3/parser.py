@@ -41,9 +41,9 @@ _TO_CLIENT = Direction.TO_CLIENT
 # A result is shared by every message with those octets and never changed. Only short
 # fragments that declare few points are kept (points, once decoded, stay with the entry) and a
 # full cache starts afresh: that bounds its memory.
-OBJECTS_CACHE_SIZE = 256  # fragments per cache (one for requests, one for responses)
-OBJECTS_CACHE_OCTETS = 512
-OBJECTS_CACHE_POINTS = 64
+OBJECTS_CACHE_SIZE = 128  # fragments per cache (one for requests, one for responses)
+OBJECTS_CACHE_OCTETS = 256
+OBJECTS_CACHE_POINTS = 32
 _request_objects: dict[bytes, ParsedObjects] = {}
 _response_objects: dict[bytes, ParsedObjects] = {}
 
