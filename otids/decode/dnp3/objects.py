@@ -594,14 +594,14 @@ class Dnp3Object:
         "variation",
     )
 
-    def __init__(self, group: int, variation: int, qualifier: int) -> None:
+    def __init__(self, group: int, variation: int, qualifier: int, data: bytes = b"") -> None:
         self.group = group
         self.variation = variation
         self.qualifier = qualifier
         self.start = 0
         self.stop = 0
         self.count = 0
-        self._data = b""
+        self._data = data  # the fragment the header is in
         self._begin = 0  # where the points' octets start in _data
         self._limit = 0  # how many points to decode (the MAX_POINTS budget)
         self._spec: ObjectSpec | None = None  # None: prefixes only, no values
@@ -721,16 +721,19 @@ def parse_objects(data: bytes, pos: int, header_only: bool) -> ParsedObjects:
                 raise _Stop(Dnp3Event.TOO_MANY_OBJECTS, f"more than {MAX_OBJECTS} objects")
             if end - pos < 3:
                 raise _Stop(Dnp3Event.MALFORMED, f"{end - pos} octets left for an object header")
-            obj = Dnp3Object(data[pos], data[pos + 1], data[pos + 2])
+            group = data[pos]
+            variation = data[pos + 1]
+            obj = Dnp3Object(group, variation, data[pos + 2], data)
             objects.append(obj)
             pos = _parse_range(obj, data, pos + 3, end)
-            count = obj.count
-            declared += count
-            obj._data = data
             obj._begin = pos
-            if count == 0 or obj.variation == 0:
+            count = obj.count
+            if count == 0:
                 continue
-            spec = SPECS.get((obj.group, obj.variation))
+            declared += count
+            if variation == 0:
+                continue
+            spec = SPECS.get((group, variation))
             # How many points have octets (prefixes or values) here. Limited before the walk,
             # so that a header declaring too many points is reported as such even when its
             # data is short as well.
@@ -755,8 +758,7 @@ def parse_objects(data: bytes, pos: int, header_only: bool) -> ParsedObjects:
 
 def _parse_range(obj: Dnp3Object, data: bytes, pos: int, end: int) -> int:
     """Read the range field; return the position after it."""
-    qualifier = obj.qualifier
-    entry = _QUALIFIERS.get(qualifier)
+    entry = _QUALIFIERS.get(obj.qualifier)
     if entry is None:
         _bad_qualifier(obj)
     layout, is_range = entry
@@ -765,10 +767,10 @@ def _parse_range(obj: Dnp3Object, data: bytes, pos: int, end: int) -> int:
     if end - pos < layout.size:
         raise _Stop(Dnp3Event.MALFORMED, f"range field of {obj.gv} truncated")
     if is_range:
-        obj.start, obj.stop = layout.unpack_from(data, pos)
-        if obj.stop < obj.start:
-            raise _Stop(Dnp3Event.MALFORMED, f"{obj.gv} range stop {obj.stop} < {obj.start}")
-        obj.count = obj.stop - obj.start + 1
+        obj.start, obj.stop = start, stop = layout.unpack_from(data, pos)
+        if stop < start:
+            raise _Stop(Dnp3Event.MALFORMED, f"{obj.gv} range stop {stop} < {start}")
+        obj.count = stop - start + 1
     else:
         obj.count = layout.unpack_from(data, pos)[0]
     return pos + layout.size

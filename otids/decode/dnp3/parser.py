@@ -21,7 +21,7 @@ from otids.decode.dnp3.link import (
     LinkFrame,
     header_ok,
 )
-from otids.decode.dnp3.objects import parse_objects
+from otids.decode.dnp3.objects import ParsedObjects, parse_objects
 from otids.decode.dnp3.transaction import APP_FIN, APP_FIR, APP_SEQ, Dnp3Message, Dnp3Transaction
 from otids.decode.dnp3.transport import Events, Reassembler
 
@@ -30,6 +30,22 @@ from otids.decode.dnp3.transport import Events, Reassembler
 # outstation and an outstation answers each at once, so a few unanswered ones mean lost
 # packets and dozens a one-sided flood; Suricata raises its flooded event past 32 as well.
 MAX_PENDING = 32
+
+# Plain ints for the per-fragment comparisons: reading an enum member costs far more.
+_UNSOLICITED_RESPONSE = int(FunctionCode.UNSOLICITED_RESPONSE)
+_TO_CLIENT = Direction.TO_CLIENT
+
+# Parsed objects of recent fragments, keyed by the fragment from its function code on (the
+# application control octet before it carries the sequence number): a master repeats the same
+# few polls and an outstation often answers them alike, so most fragments were parsed before.
+# A result is shared by every message with those octets and never changed. Only short
+# fragments that declare few points are kept (points, once decoded, stay with the entry) and a
+# full cache starts afresh: that bounds its memory.
+OBJECTS_CACHE_SIZE = 128  # fragments per cache (one for requests, one for responses)
+OBJECTS_CACHE_OCTETS = 256
+OBJECTS_CACHE_POINTS = 32
+_request_objects: dict[bytes, ParsedObjects] = {}
+_response_objects: dict[bytes, ParsedObjects] = {}
 
 # Key of a request awaiting its response: (link source, link destination, sequence).
 _PendingKey = tuple[int, int, int]
@@ -161,17 +177,18 @@ class Dnp3Parser(AppParser):
             is_response = False
         else:
             events.append((Dnp3Event.RESERVED_FUNCTION, f"function code {function:#04x}"))
-            is_response = direction == Direction.TO_CLIENT
+            is_response = direction == _TO_CLIENT
         if is_response:
             if len(data) < 4:
                 events.append((Dnp3Event.LEN_TOO_SMALL, f"response of {len(data)} octets"))
                 return
             iin: int | None = (data[2] << 8) | data[3]
-            parsed = parse_objects(data, 4, False)
+            parsed = _objects(_response_objects, data, 4, False)
         else:
             iin = None
-            parsed = parse_objects(data, 2, function in HEADER_ONLY_CODES)
-        events.extend(parsed.events)
+            parsed = _objects(_request_objects, data, 2, function in HEADER_ONLY_CODES)
+        if parsed.events:
+            events.extend(parsed.events)
         msg = Dnp3Message(
             ts,
             frame.control,
@@ -184,7 +201,8 @@ class Dnp3Parser(AppParser):
             parsed.points,
         )
         tx = self._place(direction, msg, out, events)
-        self._attach(tx, events, out, direction, ts)
+        if events:
+            self._attach(tx, events, out, direction, ts)
         out.append(tx)
 
     def _place(
@@ -192,12 +210,13 @@ class Dnp3Parser(AppParser):
     ) -> Dnp3Transaction:
         """Find or open the transaction ``msg`` belongs to."""
         stream = (direction, msg.src, msg.dst)
+        seq = msg.app_control & APP_SEQ
         follow = self._continuing.pop(stream, None)
         if follow is not None:
-            tx, seq = follow
-            if not msg.app_control & APP_FIR and seq == msg.seq and not tx.done:
+            tx, expected = follow
+            if not msg.app_control & APP_FIR and expected == seq and not tx.done:
                 (tx.requests if msg.iin is None else tx.responses).append(msg)
-                self._after(tx, stream, msg)
+                self._after(tx, stream, msg, seq)
                 return tx
             if not tx.done:  # the message it was part of ended without its last fragment
                 self._finish(tx, out)
@@ -206,26 +225,26 @@ class Dnp3Parser(AppParser):
             tx.requests.append(msg)
             tx.broadcast = msg.dst >= BROADCAST_FIRST
             if msg.function not in NO_RESPONSE_CODES and not tx.broadcast:
-                self._expect_response(tx, msg, out, events)
+                self._expect_response(tx, (msg.src, msg.dst, seq), out, events)
         else:
             found = None
-            if msg.function != FunctionCode.UNSOLICITED_RESPONSE:
-                found = self._pending.pop((msg.dst, msg.src, msg.seq), None)
+            if msg.function != _UNSOLICITED_RESPONSE:
+                found = self._pending.pop((msg.dst, msg.src, seq), None)
             if found is None or found.done:
                 tx = self._open(msg.ts, direction)
-                tx.unsolicited = msg.function == FunctionCode.UNSOLICITED_RESPONSE
+                tx.unsolicited = msg.function == _UNSOLICITED_RESPONSE
             else:
                 tx = found
             self._unanswered = 0
             tx.responses.append(msg)
-        self._after(tx, stream, msg)
+        self._after(tx, stream, msg, seq)
         return tx
 
     def _expect_response(
-        self, tx: Dnp3Transaction, msg: Dnp3Message, out: list[Record], events: Events
+        self, tx: Dnp3Transaction, key: _PendingKey, out: list[Record], events: Events
     ) -> None:
-        """Register a request as pending; give up the oldest ones past the flood bound."""
-        key = (msg.src, msg.dst, msg.seq)
+        """Register a request as pending under ``key``; give up the oldest ones past the
+        flood bound."""
         previous = self._pending.pop(key, None)
         if previous is not None and not previous.done:
             # Same addresses and sequence: a retry, or a request whose answer never came.
@@ -241,10 +260,11 @@ class Dnp3Parser(AppParser):
         if self._unanswered == MAX_PENDING + 1:  # once per run of unanswered requests
             events.append((Dnp3Event.FLOODED, f"more than {MAX_PENDING} requests without response"))
 
-    def _after(self, tx: Dnp3Transaction, stream: _StreamKey, msg: Dnp3Message) -> None:
-        """Expect the next fragment, or close the transaction when nothing more will come."""
+    def _after(self, tx: Dnp3Transaction, stream: _StreamKey, msg: Dnp3Message, seq: int) -> None:
+        """Expect the next fragment (after sequence ``seq``), or close the transaction when
+        nothing more will come."""
         if not msg.app_control & APP_FIN:
-            self._continuing[stream] = (tx, (msg.seq + 1) & APP_SEQ)
+            self._continuing[stream] = (tx, (seq + 1) & APP_SEQ)
         elif msg.iin is not None or msg.function in NO_RESPONSE_CODES or tx.broadcast:
             tx.done = True
 
@@ -269,3 +289,22 @@ class Dnp3Parser(AppParser):
     def _finish(tx: Dnp3Transaction, out: list[Record]) -> None:
         tx.done = True
         out.append(tx)
+
+
+def _objects(
+    cache: dict[bytes, ParsedObjects], data: bytes, pos: int, header_only: bool
+) -> ParsedObjects:
+    """:func:`parse_objects` of the fragment ``data`` from ``pos``, from ``cache`` when the
+    same octets from the function code on were parsed before (``header_only`` follows from
+    the function code, so it needs no place in the key)."""
+    if len(data) > OBJECTS_CACHE_OCTETS:
+        return parse_objects(data, pos, header_only)
+    body = data[1:]
+    parsed = cache.get(body)
+    if parsed is None:
+        parsed = parse_objects(body, pos - 1, header_only)
+        if parsed.points <= OBJECTS_CACHE_POINTS:
+            if len(cache) >= OBJECTS_CACHE_SIZE:
+                cache.clear()
+            cache[body] = parsed
+    return parsed

@@ -15,6 +15,7 @@ for the next plausible header.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from struct import Struct
 
 from otids.decode.base import DecoderEvent, Direction, ProbeResult, Record
@@ -41,7 +42,8 @@ _SCAN_START = frozenset({0x00, 0x80})
 # What a plausible header looks like at offset +2: protocol id 0 and a length below 256.
 _ZERO_PROTOCOL = b"\x00\x00\x00"
 
-Adu = tuple[int, int, int, bytes]  # transaction id, unit id, function code, PDU
+# Receives each ADU: (transaction id, unit id, function code, PDU, ts, records out).
+AduHandler = Callable[[int, int, int, bytes, float, list[Record]], None]
 
 
 def plausible(data: bytes, offset: int, direction: Direction) -> bool:
@@ -130,17 +132,21 @@ class Framer:
         self._buffer = b""
         self._syncing = False  # scanning for a plausible header after a gap or bad header
 
-    def split(self, data: bytes, ts: float, out: list[Record]) -> list[Adu]:
-        """The whole ADUs in the buffer plus ``data``; framing events are added to ``out``."""
+    def split(self, data: bytes, ts: float, out: list[Record], handle: AduHandler) -> None:
+        """Pass every whole ADU in the buffer plus ``data`` to ``handle``, in stream order;
+        framing events are added to ``out``.
+
+        A callback rather than a returned list: most segments hold one ADU, and handing it on
+        at once saves building a tuple and a list per segment.
+        """
         if self._buffer:
             data = self._buffer + data
             self._buffer = b""
-        adus: list[Adu] = []
         offset = 0
         if self._syncing and not self._datagram:
             offset = self._resync(data, 0)
             if offset < 0:
-                return adus
+                return
         size = len(data)
         while size - offset >= HEADER_SIZE:  # each turn consumes a frame or leaves the loop
             transaction_id, protocol, length, unit, function = _HEADER.unpack_from(data, offset)
@@ -149,7 +155,7 @@ class Framer:
                 if end > size:
                     break
                 if protocol == 0:
-                    adus.append((transaction_id, unit, function, data[offset + 7 : end]))
+                    handle(transaction_id, unit, function, data[offset + 7 : end], ts, out)
                 else:
                     # The length still delimits the frame: skip it and stay in step.
                     self._event(out, ModbusEvent.INVALID_PROTOCOL_ID, ts, f"protocol id {protocol}")
@@ -160,10 +166,10 @@ class Framer:
             else:
                 self._event(out, ModbusEvent.INVALID_LENGTH, ts, f"MBAP length {length}")
             if self._datagram:
-                return adus
+                return
             offset = self._resync(data, offset + 1)
             if offset < 0:
-                return adus
+                return
         if offset < size:
             if self._datagram:
                 self._event(
@@ -171,7 +177,6 @@ class Framer:
                 )
             else:
                 self._buffer = data[offset:]
-        return adus
 
     def reset(self, syncing: bool) -> int:
         """Drop the buffered bytes (returning how many); ``syncing`` rescans for a header."""

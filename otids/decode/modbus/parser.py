@@ -45,13 +45,8 @@ class ModbusParser(AppParser):
     def feed(self, direction: Direction, data: bytes, ts: float) -> list[Record]:
         """Decode every whole ADU in ``data`` (plus what earlier calls left over)."""
         out: list[Record] = []
-        adus = self._framers[direction].split(data, ts, out)
-        if direction == _TO_SERVER:
-            for transaction_id, unit, function, pdu in adus:
-                self._request(transaction_id, unit, function, pdu, ts, out)
-        else:
-            for transaction_id, unit, function, pdu in adus:
-                self._response(transaction_id, unit, function, pdu, ts, out)
+        handle = self._request if direction == _TO_SERVER else self._response
+        self._framers[direction].split(data, ts, out, handle)
         return out
 
     def gap(self, direction: Direction, ts: float) -> list[Record]:

@@ -16,7 +16,6 @@ section 6 (sizes in bytes).
 from __future__ import annotations
 
 from collections.abc import Callable
-from itertools import chain
 from struct import Struct
 from typing import Any
 
@@ -63,15 +62,14 @@ _U16_U16_U16_U16 = Struct(">HHHH")
 _FILE_SUB_REQUEST = Struct(">BHHH")  # reference type, file number, record number, length
 # Register arrays, by count: a PDU (253 bytes) holds at most 126 registers.
 _REGISTERS = tuple(Struct(f">{count}H") for count in range(127))
-# Coil/discrete status bytes are packed LSB first (section 6.1).
-_BITS = tuple(tuple((byte >> bit) & 1 for bit in range(8)) for byte in range(256))
+# Coil/discrete status bytes are packed LSB first (section 6.1). Each byte's bits as eight
+# 0/1 octets: joining them and listing the result runs in C, without a tuple per byte.
+_BITS = tuple(bytes((byte >> bit) & 1 for bit in range(8)) for byte in range(256))
 
 
 def unpack_bits(data: bytes, offset: int, count: int) -> list[int]:
     """Unpack ``data[offset:]`` into bits (LSB of the first byte first), at most ``count``."""
-    bits = list(chain.from_iterable(map(_BITS.__getitem__, data[offset:])))
-    del bits[count:]
-    return bits
+    return list(b"".join(map(_BITS.__getitem__, data[offset:]))[:count])
 
 
 def unpack_registers(data: bytes, offset: int, count: int) -> list[int]:

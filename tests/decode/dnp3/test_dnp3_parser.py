@@ -336,3 +336,41 @@ def test_iin_names() -> None:
         "object_unknown", "parameter_error", "event_buffer_overflow", "already_executing",
         "config_corrupt", "reserved_2", "reserved_1",
     ]  # fmt: skip
+
+
+# -- the cache of parsed objects -----------------------------------------------------------
+
+
+def test_repeated_fragments_share_their_parsed_objects() -> None:
+    from otids.decode.dnp3 import parser as dnp3_parser
+    from otids.decode.dnp3.objects import parse_objects
+
+    p = Dnp3Parser()
+    read = (0x3C, 0x02, 0x06, 0x3C, 0x03, 0x06)  # class 1 and 2 data
+    values = (0x01, 0x02, 0x00, 0x00, 0x01, 0x81, 0x01)  # g1v2, points 0-1
+    first = txs(p.feed(TS, request(1, 0x01, *read), 0.0))[0]
+    txs(p.feed(TC, response(1, *values), 0.1))
+    # Another sequence number (application control octet), the same octets after it.
+    second = txs(p.feed(TS, request(2, 0x01, *read), 0.2))[0]
+    txs(p.feed(TC, response(2, *values), 0.3))
+    assert second.requests[0].objects is first.requests[0].objects
+    assert second.responses[0].objects is first.responses[0].objects
+    fresh = parse_objects(second.responses[0].data, 4, False)
+    assert [o.eve() for o in second.responses[0].objects] == [o.eve() for o in fresh.objects]
+    assert second.responses[0].objects[0].points[0]["state"] == 1
+    assert len(dnp3_parser._request_objects) <= dnp3_parser.OBJECTS_CACHE_SIZE
+
+
+def test_objects_cache_stays_bounded() -> None:
+    from otids.decode.dnp3 import parser as dnp3_parser
+
+    cache = dnp3_parser._response_objects
+    p = Dnp3Parser()
+    for n in range(dnp3_parser.OBJECTS_CACHE_SIZE * 2):  # distinct responses: one per value
+        p.feed(TC, response(n & 0x0F, 0x1E, 0x02, 0x00, 0x00, 0x00, 0x01, n & 0xFF, n >> 8), n)
+        assert len(cache) <= dnp3_parser.OBJECTS_CACHE_SIZE
+    points = dnp3_parser.OBJECTS_CACHE_POINTS + 1
+    many = (0x01, 0x01, 0x00, 0x00, points - 1, *bytes(-(-points // 8)))  # g1v1 packed
+    (tx,) = txs(p.feed(TC, response(0, *many), 1000.0))
+    assert tx.responses[0].points == points
+    assert tx.responses[0].data[1:] not in cache  # too many points to keep
