@@ -186,6 +186,17 @@ def _mix(addrs: int, ports: int, count: int) -> int:
     return ((h ^ (h >> 16)) * 0x7FEB352D & 0xFFFFFFFF) % count
 
 
+# Flows hash into this many buckets; a table (bytes, one worker index per bucket) says which
+# worker owns each bucket, so that a planner can even out heavy flows (see otids.balance).
+SHARD_BUCKETS = 256
+
+
+def round_robin_buckets(count: int) -> bytes:
+    """The bucket table dealing buckets to ``count`` workers in turn (for a count that
+    divides :data:`SHARD_BUCKETS`, the same shards as ``_mix(..., count)``)."""
+    return bytes(bucket % count for bucket in range(SHARD_BUCKETS))
+
+
 def shard_of(pkt: Packet, count: int) -> int:
     """The shard (0..count-1) of a packet's flow; for IPv4 the same value the decoder's fast
     path computes from the raw header (the last 4 bytes of an IPv6 address stand in)."""
@@ -217,9 +228,12 @@ class PacketDecoder:
         bypass_udp: set[bytes] | None = None,
         shard: tuple[int, int] = (0, 1),
     ) -> None:
-        # (index, count): keep only the packets of flows whose shard_of() is index, so that
-        # several processes reading one capture each see whole flows (like PACKET_FANOUT).
+        # (index, count): keep only the packets of flows whose bucket (shard_of() over
+        # SHARD_BUCKETS) shard_buckets gives to index, so that several processes reading one
+        # capture each see whole flows (like PACKET_FANOUT). The owner may replace the table
+        # (a balanced plan) before reading.
         self.shard_index, self.shard_count = shard
+        self.shard_buckets = round_robin_buckets(self.shard_count)
         self.other_shard = 0
         # Raw keys of bypassed flows, owned by the flow table (FlowTable.bypass_tcp/_udp).
         self.bypass_tcp: set[bytes] = bypass_tcp if bypass_tcp is not None else set()
@@ -285,7 +299,8 @@ class PacketDecoder:
         ):
             if self.shard_count > 1:
                 src_ip, dst_ip, sport, dport = _SHARD_KEY.unpack_from(frame, 26)
-                if _mix(src_ip ^ dst_ip, sport ^ dport, self.shard_count) != self.shard_index:
+                bucket = _mix(src_ip ^ dst_ip, sport ^ dport, SHARD_BUCKETS)
+                if self.shard_buckets[bucket] != self.shard_index:
                     self.other_shard += 1
                     return None
             proto = frame[23]
@@ -326,7 +341,7 @@ class PacketDecoder:
         if (
             pkt is not None
             and self.shard_count > 1
-            and shard_of(pkt, self.shard_count) != self.shard_index
+            and self.shard_buckets[shard_of(pkt, SHARD_BUCKETS)] != self.shard_index
         ):
             self.other_shard += 1
             self.ip -= 1  # counted by the shard that owns it
