@@ -2,8 +2,9 @@
 
 Each worker reads the whole capture but keeps only the packets of its own flows (the
 decoder's shard check: a hash of the last address bytes and low port bytes, the same in
-both directions), so every flow is dissected whole by one worker: the offline counterpart
-of ``PACKET_FANOUT``. Workers write alerts and transactions straight to the shared outputs
+both directions, into a bucket that a table gives to one worker, see :mod:`otids.balance`),
+so every flow is dissected whole by one worker: the offline counterpart of
+``PACKET_FANOUT``. Workers write alerts and transactions straight to the shared outputs
 in whole lines; the parent merges their statistics and writes the final summary.
 
 Reading the capture once per worker costs little next to dissection (the reader and the
@@ -59,8 +60,8 @@ def run_workers(count: int, analysis: Analysis) -> tuple[list[dict[str, Any]], i
         except KeyboardInterrupt:
             code = 130
         finally:
+            sys.stdout.flush()  # before the report: the parent's summary comes last
             pipes[index][1].send((stats, code))
-            sys.stdout.flush()
 
     procs = [ctx.Process(target=work, args=(i,), daemon=True) for i in range(count)]
     for p in procs:
