@@ -112,7 +112,7 @@ def test_weigh_head_counts_packets_by_protocol(tmp_path: Path) -> None:
     ]
     path = flows_capture(tmp_path, flows)
     tcp, udp = balance.port_costs()
-    weights = balance.weigh_head(str(path), tcp, udp)
+    weights = balance.weigh_capture(str(path), tcp, udp)
     expected = [0] * SHARD_BUCKETS
     for (src, dst, sport, dport, n), cost in zip(flows, (10, 18, 1), strict=True):
         expected[bucket(src, dst, sport, dport)] += n * cost
@@ -123,25 +123,68 @@ def test_weigh_head_counts_packets_by_protocol(tmp_path: Path) -> None:
     assert balance._weigh_records(str(path), tcp, udp) == expected
 
 
+def weigh_without_c(path: Path, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    tcp, udp = balance.port_costs()
+    with monkeypatch.context() as patch:
+        patch.setattr(readers, "_fastpcap", None)
+        return balance.weigh_capture(str(path), tcp, udp)
+
+
 @pytest.mark.skipif(readers._fastpcap is None, reason="the C accelerator is not built")
-def test_weighing_in_c_and_in_python_agree(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The C walk and the Python one over every sample capture, cut at a small head so that
-    the cut falls inside a record too."""
+@pytest.mark.parametrize("sampled", [False, True])
+def test_weighing_in_c_and_in_python_agree(sampled: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The C walk and the Python one over every sample capture: whole, and in short
+    stretches that start and end inside records."""
+    if sampled:
+        monkeypatch.setattr(balance, "SAMPLE_BYTES", 3001)
+        monkeypatch.setattr(balance, "SAMPLES", 5)
     tcp, udp = balance.port_costs()
-    for head in (balance.HEAD_BYTES, 3000):
-        monkeypatch.setattr(balance, "HEAD_BYTES", head)
-        for path in sorted(PCAPS.glob("*.pcap")):
-            fast = balance.weigh_head(str(path), tcp, udp)
-            assert fast == balance._weigh_records(str(path), tcp, udp), (path, head)
+    for path in sorted(PCAPS.glob("*.pcap")):
+        fast = balance.weigh_capture(str(path), tcp, udp)
+        assert fast == weigh_without_c(path, monkeypatch), path
 
 
-def test_unreadable_or_other_link_types_weigh_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_stretches_start_at_a_record(
+    tmp_path: Path, order: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stretch read from the middle of the file is weighed from its first whole record:
+    sampled, every flow weighs in proportion to its packets, even one that starts late."""
+    modbus_flow = (0x0A000001, 0x0A000101, 40001, MODBUS)
+    dnp3_flow = (0x0A000002, 0x0A000102, 40002, DNP3)
+    frames = [ipv4_tcp(*modbus_flow)] * 400 + [ipv4_tcp(*dnp3_flow)] * 400  # DNP3 starts late
+    records = [(1_700_000_000 + n, n * 7, f) for n, f in enumerate(frames)]
+    path = tmp_path / "long.pcap"
+    path.write_bytes(pcap_file(records, order=order))
     tcp, udp = balance.port_costs()
-    assert balance.weigh_head(str(tmp_path / "missing.pcap"), tcp, udp) == [0] * SHARD_BUCKETS
-    raw = tmp_path / "raw.pcap"
-    raw.write_bytes(pcap_file([(1, 0, ipv4_tcp(1, 2, 3, 502)[14:])], linktype=101))
-    assert balance.weigh_head(str(raw), tcp, udp) == [0] * SHARD_BUCKETS
-    assert balance.balanced_buckets(raw, 2) == round_robin_buckets(2)
+    modbus, dnp3 = bucket(*modbus_flow), bucket(*dnp3_flow)
+    whole = balance.weigh_capture(str(path), tcp, udp)
+    assert (whole[modbus], whole[dnp3]) == (400 * 10, 400 * 18)
+    monkeypatch.setattr(balance, "SAMPLE_BYTES", (16 + len(frames[0])) * 20 + 17)  # cuts records
+    monkeypatch.setattr(balance, "SAMPLES", 10)
+    sampled = balance.weigh_capture(str(path), tcp, udp)
+    assert sampled == weigh_without_c(path, monkeypatch)
+    assert sum(sampled) == sampled[modbus] + sampled[dnp3] < sum(whole)
+    assert 0.8 < (sampled[dnp3] / 18) / (sampled[modbus] / 10) < 1.25
+
+
+@pytest.mark.parametrize("accelerated", [True, False])
+def test_sync_finds_the_first_whole_record(
+    accelerated: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not accelerated:
+        monkeypatch.setattr(readers, "_fastpcap", None)
+    elif readers._fastpcap is None:
+        pytest.skip("the C accelerator is not built")
+    frame = ipv4_tcp(1, 2, 3, 4)
+    records = pcap_file([(1_700_000_000 + n, 0, frame) for n in range(6)])[24:]
+    cut = records[25:]  # from inside the first record
+    expected = 16 + len(frame) - 25
+    assert balance._sync(cut, "<", 1_000_000, 1_700_000_000) == expected
+    too_late = 1_700_000_000 + balance.SYNC_MAX_SPAN + 10
+    assert balance._sync(cut, "<", 1_000_000, too_late) == -1
+    short = cut[: expected + (16 + len(frame)) * 3 + 10]  # the fourth header cut
+    assert balance._sync(short, "<", 1_000_000, 1_700_000_000) == -1
 
 
 # -- following the plan ------------------------------------------------------------------

@@ -22,7 +22,8 @@
  * Python loop deals with it.
  *
  * bucket_weights() walks a buffer of records the same way to weigh the flow buckets for
- * otids.balance's plan of which worker takes which bucket.
+ * otids.balance's plan of which worker takes which bucket; find_record() finds where the
+ * records start in a stretch read from the middle of a file.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -328,11 +329,53 @@ done:
     return out;
 }
 
+/* A plausible record header: fraction below one second, captured length within the limit and
+   the wire length, seconds within span of first. */
+static int header_ok(const unsigned char *h, int big, uint32_t ticks, long long first,
+                     long long span, uint32_t limit)
+{
+    long long sec = rd32(h, big);
+    uint32_t caplen = rd32(h + 8, big);
+    return rd32(h + 4, big) < ticks && caplen <= limit && caplen <= rd32(h + 12, big) &&
+           sec >= first - span && sec <= first + span;
+}
+
+/* find_record(buffer, big_endian, ticks, first_sec, span, chain, limit): see the doc. */
+static PyObject *find_record(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    Py_buffer buf;
+    int big;
+    unsigned long ticks, limit;
+    long long first, span;
+    int chain;
+    if (!PyArg_ParseTuple(args, "y*pkLLik", &buf, &big, &ticks, &first, &span, &chain, &limit))
+        return NULL;
+    const unsigned char *base = (const unsigned char *)buf.buf;
+    Py_ssize_t found = -1;
+    for (Py_ssize_t start = 0; found < 0 && start + RECORD_HEADER <= buf.len; start++) {
+        Py_ssize_t pos = start;
+        int n = 0;
+        while (n < chain && pos + RECORD_HEADER <= buf.len &&
+               header_ok(base + pos, big, (uint32_t)ticks, first, span, (uint32_t)limit)) {
+            pos += RECORD_HEADER + rd32(base + pos + 8, big);
+            n++;
+        }
+        if (n == chain)
+            found = start;
+    }
+    PyBuffer_Release(&buf);
+    return PyLong_FromSsize_t(found);
+}
+
 static PyMethodDef module_methods[] = {
     {"bucket_weights", bucket_weights, METH_VARARGS,
      "bucket_weights(buffer, pos, big_endian, tcp_costs, udp_costs, other_cost): the weight\n"
      "of each flow bucket (list of 256 ints) over the complete Ethernet pcap records of\n"
      "buffer from pos, as otids.balance.weigh_frame adds it up."},
+    {"find_record", find_record, METH_VARARGS,
+     "find_record(buffer, big_endian, ticks, first_sec, span, chain, limit): the first\n"
+     "offset of buffer where chain record headers in a row look right (otids.balance._sync),\n"
+     "or -1."},
     {NULL, NULL, 0, NULL},
 };
 
