@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
 from otids.capture import readers
-from otids.capture.link import SHARD_BUCKETS, LinkType, _mix, round_robin_buckets
+from otids.capture.link import SHARD_BUCKETS, LinkType, frame_bucket, round_robin_buckets
 from otids.capture.readers import (
     MAX_RECORD_BYTES,
     PCAP_HEADER,
@@ -56,7 +56,7 @@ OTHER_COST = 1
 PORTS = 65536
 MIN_PORTS_FRAME = 38  # Ethernet 14 + IPv4 20 + the two ports
 _IPV4_PLAIN = b"\x08\x00\x45"  # EtherType IPv4, version 4 with a 20-byte header
-_FLOW_KEY = struct.Struct("!IIHH")  # at offset 26: source, destination, ports
+_PORTS = struct.Struct("!HH")  # at offset 34: source and destination ports
 _TCP, _UDP = 6, 17
 
 
@@ -83,9 +83,8 @@ def weigh_frame(weights: list[int], frame: bytes, tcp_costs: bytes, udp_costs: b
     costs = tcp_costs if proto == _TCP else udp_costs if proto == _UDP else None
     if costs is None:
         return
-    src, dst, sport, dport = _FLOW_KEY.unpack_from(frame, 26)
-    cost = max(costs[sport], costs[dport]) or OTHER_COST
-    weights[_mix(src ^ dst, sport ^ dport, SHARD_BUCKETS)] += cost
+    sport, dport = _PORTS.unpack_from(frame, 34)
+    weights[frame_bucket(frame)] += max(costs[sport], costs[dport]) or OTHER_COST
 
 
 def weigh_capture(path: str, tcp_costs: bytes, udp_costs: bytes) -> list[int]:

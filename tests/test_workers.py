@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import random
 import struct
 import subprocess
 import sys
@@ -17,7 +18,13 @@ import pytest
 
 from otids import balance
 from otids.capture import readers
-from otids.capture.link import SHARD_BUCKETS, PacketDecoder, round_robin_buckets, shard_of
+from otids.capture.link import (
+    SHARD_BUCKETS,
+    PacketDecoder,
+    frame_bucket,
+    round_robin_buckets,
+    shard_of,
+)
 from otids.workers import run_workers
 
 from .capture.conftest import pcap_file
@@ -269,3 +276,18 @@ def test_workers_give_the_records_of_one_process(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stderr
         outs[workers] = records(out)
     assert outs[1] and outs[1] == outs[2] == outs[3]
+
+
+def test_frame_bucket_in_c_is_the_python_one() -> None:
+    """The decoder's shard check uses the C accelerator's frame_bucket when it is built."""
+    if readers._fastpcap is None:
+        pytest.skip("the C accelerator is not built")
+    rng = random.Random(7)
+    for _ in range(2000):
+        frame = ipv4_tcp(rng.getrandbits(32), rng.getrandbits(32), rng.getrandbits(16),
+                         rng.getrandbits(16))  # fmt: skip
+        assert readers._fastpcap.frame_bucket(frame) == frame_bucket(frame)
+        pkt = PacketDecoder().decode(0.0, 1, frame, len(frame))
+        assert pkt is not None and shard_of(pkt, SHARD_BUCKETS) == frame_bucket(frame)
+    with pytest.raises(ValueError):
+        readers._fastpcap.frame_bucket(b"\x00" * 37)

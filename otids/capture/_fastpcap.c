@@ -340,6 +340,16 @@ static int header_ok(const unsigned char *h, int big, uint32_t ticks, long long 
            sec >= first - span && sec <= first + span;
 }
 
+/* frame_bucket(frame): see the doc. */
+static PyObject *frame_bucket(PyObject *Py_UNUSED(module), PyObject *frame)
+{
+    if (!PyBytes_Check(frame) || PyBytes_GET_SIZE(frame) < MIN_PORTS_FRAME) {
+        PyErr_SetString(PyExc_ValueError, "frame_bucket needs a frame of 38 bytes or more");
+        return NULL;
+    }
+    return PyLong_FromUnsignedLong(bucket_of((const unsigned char *)PyBytes_AS_STRING(frame)));
+}
+
 /* find_record(buffer, big_endian, ticks, first_sec, span, chain, limit): see the doc. */
 static PyObject *find_record(PyObject *Py_UNUSED(module), PyObject *args)
 {
@@ -372,6 +382,8 @@ static PyMethodDef module_methods[] = {
      "bucket_weights(buffer, pos, big_endian, tcp_costs, udp_costs, other_cost): the weight\n"
      "of each flow bucket (list of 256 ints) over the complete Ethernet pcap records of\n"
      "buffer from pos, as otids.balance.weigh_frame adds it up."},
+    {"frame_bucket", frame_bucket, METH_O,
+     "frame_bucket(frame): the flow bucket of a plain Ethernet/IPv4 frame (link.frame_bucket)."},
     {"find_record", find_record, METH_VARARGS,
      "find_record(buffer, big_endian, ticks, first_sec, span, chain, limit): the first\n"
      "offset of buffer where chain record headers in a row look right (otids.balance._sync),\n"
