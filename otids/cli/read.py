@@ -103,7 +103,7 @@ def read(
     # More workers than flow buckets would have nothing to do.
     count = min(workers or auto_workers(size), SHARD_BUCKETS)
     started = time.monotonic()
-    # Which worker takes which flows: planned once, before the workers start.
+    # Which worker takes which flows: planned from the first capture, before the workers start.
     buckets = balanced_buckets(good[0], count) if count > 1 else None
 
     def analysis(shard: tuple[int, int], report: bool) -> tuple[dict[str, Any], int]:
