@@ -2,8 +2,9 @@
 
 Each worker reads the whole capture but keeps only the packets of its own flows (the
 decoder's shard check: a hash of the last address bytes and low port bytes, the same in
-both directions), so every flow is dissected whole by one worker: the offline counterpart
-of ``PACKET_FANOUT``. Workers write alerts and transactions straight to the shared outputs
+both directions, into a bucket that a table gives to one worker, see :mod:`otids.balance`),
+so every flow is dissected whole by one worker: the offline counterpart of
+``PACKET_FANOUT``. Workers write alerts and transactions straight to the shared outputs
 in whole lines; the parent merges their statistics and writes the final summary.
 
 Reading the capture once per worker costs little next to dissection (the reader and the
@@ -19,6 +20,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from multiprocessing.connection import Connection, wait
 from typing import Any
 
 # Below this much capture data one process is faster than starting several.
@@ -43,9 +45,14 @@ def run_workers(count: int, analysis: Analysis) -> tuple[list[dict[str, Any]], i
     worker to report what all of them see alike (capture warnings).
     """
     ctx = multiprocessing.get_context("fork")
-    results = ctx.SimpleQueue()
+    # One pipe per worker, its report read the moment it is written (no polling): the
+    # parent sees end of file instead when the worker dies without a word.
+    pipes = [ctx.Pipe(duplex=False) for _ in range(count)]
 
     def work(index: int) -> None:
+        for other, (_, sender) in enumerate(pipes):
+            if other != index:
+                sender.close()  # else another worker's death would go unnoticed
         code = 1
         stats: dict[str, Any] = {}
         try:
@@ -53,34 +60,42 @@ def run_workers(count: int, analysis: Analysis) -> tuple[list[dict[str, Any]], i
         except KeyboardInterrupt:
             code = 130
         finally:
-            results.put((index, stats, code))
-            sys.stdout.flush()
+            sys.stdout.flush()  # before the report: the parent's summary comes last
+            pipes[index][1].send((stats, code))
 
     procs = [ctx.Process(target=work, args=(i,), daemon=True) for i in range(count)]
     for p in procs:
         p.start()
+    for _, sender in pipes:
+        sender.close()
+    pending: dict[Connection, int] = {receiver: i for i, (receiver, _) in enumerate(pipes)}
     parts: dict[int, dict[str, Any]] = {}
     worst = 0
-    deadline = time.monotonic() + REPORT_TIMEOUT
-    try:
-        while len(parts) < count and time.monotonic() < deadline:
-            if results.empty() and not any(p.is_alive() for p in procs):
-                break  # a worker died without reporting
-            if results.empty():
-                time.sleep(0.02)
-                continue
-            index, stats, code = results.get()
+
+    def receive(ready: list[Any]) -> None:
+        nonlocal worst
+        for conn in ready:
+            index = pending.pop(conn)
+            try:
+                stats, code = conn.recv()
+            except EOFError:
+                continue  # the worker died without reporting
             parts[index] = stats
             worst = max(worst, code)
+
+    deadline = time.monotonic() + REPORT_TIMEOUT
+    try:
+        while pending and (left := deadline - time.monotonic()) > 0:
+            receive(wait(list(pending), timeout=left))
     except KeyboardInterrupt:
         worst = 130
         for p in procs:
             p.join(timeout=10)
-        while not results.empty():
-            index, stats, code = results.get()
-            parts[index] = stats
+        receive([conn for conn in list(pending) if conn.poll()])
     for p in procs:
         p.join(timeout=5)
+    for receiver, _ in pipes:
+        receiver.close()
     if len(parts) < count:
         worst = max(worst, 1)
     return [parts[i] for i in sorted(parts) if parts[i]], worst

@@ -14,7 +14,10 @@ and the only bytes copied are the two addresses and the transport payload.
 from __future__ import annotations
 
 import array
+import contextlib
 import enum
+import importlib
+import os
 import struct
 from collections.abc import Callable
 
@@ -204,6 +207,32 @@ def _mix(addrs: int, ports: int, count: int) -> int:
     return ((h ^ (h >> 16)) * 0x7FEB352D & 0xFFFFFFFF) % count
 
 
+# Flows hash into this many buckets; a table (bytes, one worker index per bucket) says which
+# worker owns each bucket, so that a planner can even out heavy flows (see otids.balance).
+SHARD_BUCKETS = 256
+
+
+def round_robin_buckets(count: int) -> bytes:
+    """The bucket table dealing buckets to ``count`` workers in turn (for a count that
+    divides :data:`SHARD_BUCKETS`, the same shards as ``_mix(..., count)``)."""
+    return bytes(bucket % count for bucket in range(SHARD_BUCKETS))
+
+
+def frame_bucket(frame: bytes) -> int:
+    """The flow bucket (shard_of over SHARD_BUCKETS) of an Ethernet frame carrying plain
+    IPv4: addresses and ports at offsets 26 to 38."""
+    src_ip, dst_ip, sport, dport = _SHARD_KEY.unpack_from(frame, 26)
+    return _mix(src_ip ^ dst_ip, sport ^ dport, SHARD_BUCKETS)
+
+
+# The same in the optional C accelerator, a tenth of the cost: every packet a worker keeps
+# pays for it. OTIDS_PURE_PYTHON=1 keeps the Python one (as for the reader's C loop).
+_frame_bucket = frame_bucket
+if not os.environ.get("OTIDS_PURE_PYTHON"):
+    with contextlib.suppress(ImportError):
+        _frame_bucket = importlib.import_module("otids.capture._fastpcap").frame_bucket
+
+
 def shard_of(pkt: Packet, count: int) -> int:
     """The shard (0..count-1) of a packet's flow; for IPv4 the same value the decoder's fast
     path computes from the raw header (the last 4 bytes of an IPv6 address stand in)."""
@@ -235,9 +264,12 @@ class PacketDecoder:
         bypass_udp: set[bytes] | None = None,
         shard: tuple[int, int] = (0, 1),
     ) -> None:
-        # (index, count): keep only the packets of flows whose shard_of() is index, so that
-        # several processes reading one capture each see whole flows (like PACKET_FANOUT).
+        # (index, count): keep only the packets of flows whose bucket (shard_of() over
+        # SHARD_BUCKETS) shard_buckets gives to index, so that several processes reading one
+        # capture each see whole flows (like PACKET_FANOUT). The owner may replace the table
+        # (a balanced plan) before reading.
         self.shard_index, self.shard_count = shard
+        self.shard_buckets = round_robin_buckets(self.shard_count)
         self.other_shard = 0
         # Raw keys of bypassed flows, owned by the flow table (FlowTable.bypass_tcp/_udp).
         self.bypass_tcp: set[bytes] = bypass_tcp if bypass_tcp is not None else set()
@@ -301,11 +333,12 @@ class PacketDecoder:
             and len(frame) >= ETH_IPV4_TCP_MIN_FRAME
             and not (frame[20] & 0x3F or frame[21])
         ):
-            if self.shard_count > 1:
-                src_ip, dst_ip, sport, dport = _SHARD_KEY.unpack_from(frame, 26)
-                if _mix(src_ip ^ dst_ip, sport ^ dport, self.shard_count) != self.shard_index:
-                    self.other_shard += 1
-                    return None
+            if (
+                self.shard_count > 1
+                and self.shard_buckets[_frame_bucket(frame)] != self.shard_index
+            ):
+                self.other_shard += 1
+                return None
             proto = frame[23]
             if proto == 6:
                 if not frame[47] & 0x02 and frame[RAW_FLOW_KEY] in self.bypass_tcp:
@@ -348,7 +381,7 @@ class PacketDecoder:
         if (
             pkt is not None
             and self.shard_count > 1
-            and shard_of(pkt, self.shard_count) != self.shard_index
+            and self.shard_buckets[shard_of(pkt, SHARD_BUCKETS)] != self.shard_index
         ):
             self.other_shard += 1
             self.ip -= 1  # counted by the shard that owns it

@@ -156,6 +156,7 @@ class Prefilter(Protocol):
     bypass_udp: set[bytes]
     shard_index: int
     shard_count: int
+    shard_buckets: bytes  # the worker of each flow bucket (see link.SHARD_BUCKETS)
     # array('d', [t]): records at or after capture time t are not dropped (the consumer's
     # periodic work is due and must see them)
     housekeeping_due: array.array[float]
@@ -363,6 +364,7 @@ class CaptureReader:
                 bypass_udp=target.bypass_udp,
                 shard_index=target.shard_index,
                 shard_count=target.shard_count,
+                buckets=target.shard_buckets,
                 due=target.housekeeping_due,
             )
         buf = self._buf

@@ -13,6 +13,8 @@ import click
 
 from otids.alerts.eve import stats_record
 from otids.alerts.sinks import SinkSet
+from otids.balance import balanced_buckets
+from otids.capture.link import SHARD_BUCKETS
 from otids.capture.pcapwriter import FlowRecorder, create_pcap
 from otids.capture.readers import CaptureError, CaptureReader, open_capture
 from otids.cli.app import main
@@ -98,11 +100,14 @@ def read(
             fail(f"cannot write {pcap_out}: {exc.strerror or exc}")
         recording = (pcap_out, linktype)
     size = sum(os.path.getsize(p) for p in good)
-    count = workers or auto_workers(size)
+    # More workers than flow buckets would have nothing to do.
+    count = min(workers or auto_workers(size), SHARD_BUCKETS)
     started = time.monotonic()
+    # Which worker takes which flows: planned from the first capture, before the workers start.
+    buckets = balanced_buckets(good[0], count) if count > 1 else None
 
     def analysis(shard: tuple[int, int], report: bool) -> tuple[dict[str, Any], int]:
-        return _analyse(good, ruleset, outputs, shard, report, recording)
+        return _analyse(good, ruleset, outputs, shard, report, recording, buckets)
 
     if count <= 1:
         stats, worker_code = analysis((0, 1), True)
@@ -128,13 +133,17 @@ def _analyse(
     shard: tuple[int, int],
     report: bool,
     recording: tuple[str, int] | None = None,
+    buckets: bytes | None = None,
 ) -> tuple[dict[str, Any], int]:
     """Run the pipeline over ``captures`` for one shard of the flows; return its statistics
     and exit code. ``report``: this process reports capture warnings (one worker does).
-    ``recording``: (pcap path, link type) for --pcap-out."""
+    ``recording``: (pcap path, link type) for --pcap-out. ``buckets``: which shard takes
+    each flow bucket (see :mod:`otids.balance`); None deals them in turn."""
     recorder = FlowRecorder(*recording) if recording is not None else None
     sink = SinkSet([*outputs.sinks(), *([recorder] if recorder is not None else [])])
     pipeline = Pipeline(ruleset, sink, log_transactions=outputs.transactions, shard=shard)
+    if buckets is not None:
+        pipeline.decoder.shard_buckets = buckets
     code = EXIT_OK
     try:
         for path in captures:
