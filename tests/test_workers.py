@@ -121,7 +121,8 @@ def test_weigh_head_counts_packets_by_protocol(tmp_path: Path) -> None:
     tcp, udp = balance.port_costs()
     weights = balance.weigh_capture(str(path), tcp, udp)
     expected = [0] * SHARD_BUCKETS
-    for (src, dst, sport, dport, n), cost in zip(flows, (10, 18, 1), strict=True):
+    costs = (balance.PROTOCOL_COSTS["modbus"], balance.PROTOCOL_COSTS["dnp3"], balance.OTHER_COST)
+    for (src, dst, sport, dport, n), cost in zip(flows, costs, strict=True):
         expected[bucket(src, dst, sport, dport)] += n * cost
     udp_pkt = PacketDecoder().decode(0.0, 1, udp_frame(1, 2, 20000, 3000), 46)
     assert udp_pkt is not None
@@ -165,14 +166,15 @@ def test_stretches_start_at_a_record(
     path.write_bytes(pcap_file(records, order=order))
     tcp, udp = balance.port_costs()
     modbus, dnp3 = bucket(*modbus_flow), bucket(*dnp3_flow)
+    modbus_cost, dnp3_cost = balance.PROTOCOL_COSTS["modbus"], balance.PROTOCOL_COSTS["dnp3"]
     whole = balance.weigh_capture(str(path), tcp, udp)
-    assert (whole[modbus], whole[dnp3]) == (400 * 10, 400 * 18)
+    assert (whole[modbus], whole[dnp3]) == (400 * modbus_cost, 400 * dnp3_cost)
     monkeypatch.setattr(balance, "SAMPLE_BYTES", (16 + len(frames[0])) * 20 + 17)  # cuts records
     monkeypatch.setattr(balance, "SAMPLES", 10)
     sampled = balance.weigh_capture(str(path), tcp, udp)
     assert sampled == weigh_without_c(path, monkeypatch)
     assert sum(sampled) == sampled[modbus] + sampled[dnp3] < sum(whole)
-    assert 0.8 < (sampled[dnp3] / 18) / (sampled[modbus] / 10) < 1.25
+    assert 0.8 < (sampled[dnp3] / dnp3_cost) / (sampled[modbus] / modbus_cost) < 1.25
 
 
 @pytest.mark.parametrize("accelerated", [True, False])
