@@ -32,7 +32,7 @@ MIN_BYTES_PER_WORKER = 16 * 1024 * 1024
 REPORT_TIMEOUT = 24 * 3600.0
 # Allocations between young-generation collections while analysing (the default is 700): the
 # pipeline makes little cyclic garbage, and each collection costs a pass over young objects.
-ANALYSIS_GC_THRESHOLD = 10_000
+ANALYSIS_GC_THRESHOLD = 50_000
 
 Analysis = Callable[[tuple[int, int], bool], tuple[dict[str, Any], int]]
 
