@@ -549,15 +549,9 @@ SPECS: dict[tuple[int, int], ObjectSpec] = {
     # application requests act on.
     (90, 1): ObjectSpec("application identifier", decode=_g90v1, measure=_needs_prefix),
 }
-# Device attributes: every variation has the same layout.
-SPECS.update(
-    {
-        (0, v): ObjectSpec(
-            "device attribute", decode=_attribute, measure=_attribute_size, min_size=2
-        )
-        for v in range(1, 256)
-    }
-)
+# Device attributes: every variation has the same layout, so shares one (frozen) spec.
+_ATTRIBUTE = ObjectSpec("device attribute", decode=_attribute, measure=_attribute_size, min_size=2)
+SPECS.update({(0, v): _ATTRIBUTE for v in range(1, 256)})
 # Groups whose variation is the length of each point (1-255 octets).
 OCTET_GROUPS = {
     110: "octet string",
