@@ -33,18 +33,22 @@ import queue
 import re
 import select
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from otids.alerts.eve import EveRecord
 from otids.alerts.formats import RENDERERS, rfc3339
+
+if TYPE_CHECKING:
+    # ssl is imported by the functions that use TLS: importing it costs every run a few
+    # milliseconds of start-up, most runs have no syslog receiver and few use TLS.
+    import ssl
 
 # RFC 5424 section 6.2.1 facility codes by name.
 FACILITIES: dict[str, int] = {
@@ -285,6 +289,8 @@ def _frame(transport: str, message: bytes) -> bytes:
 def tls_context(options: SyslogOptions) -> ssl.SSLContext:
     """A client context that verifies the receiver (``ca_file`` or the system store) and
     presents ``cert_file`` when one is given; OSError/SSLError when a file is unusable."""
+    import ssl
+
     ctx = ssl.create_default_context(cafile=options.ca_file)
     if options.cert_file:
         ctx.load_cert_chain(options.cert_file, options.key_file)
@@ -293,6 +299,8 @@ def tls_context(options: SyslogOptions) -> ssl.SSLContext:
 
 def _connect(target: SyslogTarget, tls: ssl.SSLContext | None) -> socket.socket:
     """A connected socket to ``target`` (for UDP: a connected datagram socket)."""
+    import ssl
+
     if target.transport == "udp":
         family, kind, proto, _, address = socket.getaddrinfo(
             target.host, target.port, type=socket.SOCK_DGRAM
@@ -323,6 +331,8 @@ def _peer_closed(sock: socket.socket, refusal: bool = False) -> bool:
     readable socket means end of stream, a reset, or TLS housekeeping (session tickets),
     which reading without blocking consumes. ``refusal``: a TLS alert is raised (as
     ssl.SSLError, naming the reason) instead of being reported as a closed connection."""
+    import ssl
+
     try:
         readable, _, _ = select.select([sock], [], [], 0)
     except (OSError, ValueError):
@@ -554,6 +564,8 @@ class SyslogSink:
 
     def _run(self) -> None:
         """Connect, send, reconnect with backoff; until finished and drained, or aborted."""
+        import ssl
+
         sock: socket.socket | None = None
         backoff = RECONNECT_MIN
         stream = self.target.transport != "udp"

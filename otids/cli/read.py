@@ -34,7 +34,7 @@ from otids.cli.config import config_option, config_variables
 from otids.cli.outputs import Outputs, output_options
 from otids.pipeline import Pipeline
 from otids.rules.engine import RuleSet
-from otids.workers import auto_workers, merge_stats, run_workers
+from otids.workers import analysis_heap, auto_workers, merge_stats, run_workers
 
 # A capture smaller than this is over before a progress bar would be read.
 PROGRESS_MIN_BYTES = 32 * 1024 * 1024
@@ -109,13 +109,14 @@ def read(
     def analysis(shard: tuple[int, int], report: bool) -> tuple[dict[str, Any], int]:
         return _analyse(good, ruleset, outputs, shard, report, recording, buckets)
 
-    if count <= 1:
-        stats, worker_code = analysis((0, 1), True)
-    else:
-        parts, worker_code = run_workers(count, analysis)
-        if not parts:
-            fail("every worker failed", EXIT_INTERNAL)
-        stats = merge_stats(parts, time.monotonic() - started)
+    with analysis_heap():
+        if count <= 1:
+            stats, worker_code = analysis((0, 1), True)
+        else:
+            parts, worker_code = run_workers(count, analysis)
+            if not parts:
+                fail("every worker failed", EXIT_INTERNAL)
+            stats = merge_stats(parts, time.monotonic() - started)
     outputs_stats = outputs.finish()  # syslog: deliver or spool what is queued
     if outputs_stats:
         stats["outputs"] = outputs_stats

@@ -28,6 +28,7 @@ variation (``rollover``, ``discontinuity``, ``reserved0``).
 
 from __future__ import annotations
 
+import itertools
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -123,14 +124,13 @@ _BIT_TABLES: dict[BitField, tuple[tuple[tuple[str, int], ...], ...]] = {}
 def _bit_table(field: BitField) -> tuple[tuple[tuple[str, int], ...], ...]:
     table = _BIT_TABLES.get(field)
     if table is None:
-        rows = []
-        for value in range(256):
-            row, shift = [], 0
-            for name, width in field:
-                row.append((name, (value >> shift) & ((1 << width) - 1)))
-                shift += width
-            rows.append(tuple(row))
-        table = _BIT_TABLES[field] = tuple(rows)
+        # Built by itertools.product, not a loop per octet and field (a start-up cost):
+        # the first field holds the low bits, so the last varies slowest, as product wants
+        # the first iterable to; each row is then reversed back into field order.
+        choices = [[(name, v) for v in range(1 << width)] for name, width in reversed(field)]
+        rows = tuple(map(tuple, map(reversed, itertools.product(*choices))))
+        # Octet bits above the fields are ignored: the rows repeat.
+        table = _BIT_TABLES[field] = rows * (256 // len(rows))
     return table
 
 
@@ -549,15 +549,9 @@ SPECS: dict[tuple[int, int], ObjectSpec] = {
     # application requests act on.
     (90, 1): ObjectSpec("application identifier", decode=_g90v1, measure=_needs_prefix),
 }
-# Device attributes: every variation has the same layout.
-SPECS.update(
-    {
-        (0, v): ObjectSpec(
-            "device attribute", decode=_attribute, measure=_attribute_size, min_size=2
-        )
-        for v in range(1, 256)
-    }
-)
+# Device attributes: every variation has the same layout, so shares one (frozen) spec.
+_ATTRIBUTE = ObjectSpec("device attribute", decode=_attribute, measure=_attribute_size, min_size=2)
+SPECS.update({(0, v): _ATTRIBUTE for v in range(1, 256)})
 # Groups whose variation is the length of each point (1-255 octets).
 OCTET_GROUPS = {
     110: "octet string",
