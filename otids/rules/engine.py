@@ -49,6 +49,7 @@ from typing import Any
 
 from otids.capture.flow import Flow
 from otids.decode.base import DecoderEvent, Transaction
+from otids.decode.dnp3.iin import iin_names
 from otids.decode.registry import BY_NAME
 from otids.rules.condition import Node
 from otids.rules.fields import VOCABULARY, EvalContext, ResolvedField, transaction_context
@@ -64,6 +65,13 @@ rules match any function but one exception code, which most transactions lack; D
 rules match one of a few IIN bits, which most responses lack: indexed, they cost one field
 read per transaction instead of a full evaluation. A list-valued field (the IIN names)
 selects the rules indexed under any of its values."""
+
+RAW_INDEX: dict[str, tuple[Callable[[Any], Any], Callable[[Any], list[Any]]]] = {
+    "dnp3.iin": (operator.attrgetter("iin"), iin_names),
+}
+"""List-valued secondary index field -> (getter of the raw value it is computed from, raw
+value -> the field's values). The index is looked up on the raw value (the IIN bits): the
+names are listed, and their rules merged, once per distinct value instead of per record."""
 
 CIDR_MEMO_MAX = 4096  # addresses whose CIDR verdict a selection remembers; a sweep resets it
 
@@ -462,16 +470,41 @@ def index_exact(node: Node, literal: dict[str, dict[str, Any]], field_name: str)
 
 # --- the rule set ---------------------------------------------------------------------------
 
+
 # A candidate rule and the tests left to run: on the record's context, and on the
 # transaction alone (None: no test; both None: the index lookup that made it a candidate
 # decided).
 _Entry = tuple[Rule, Matcher | None, Callable[[Any], bool] | None]
+
+
 # How match() finds a protocol's candidates, for transactions pending or done: (primary
 # index getter, its value -> (indexed entries, those followed by the rest), secondary getter,
 # its value -> entries, the entries checked on every transaction).
-_Plan = tuple[
-    Any, dict[Any, tuple[list[_Entry], list[_Entry]]], Any, dict[Any, list[_Entry]], list[_Entry]
-]
+class _SecondIndex(dict[Any, list[_Entry] | None]):
+    """Secondary index value -> candidate entries, None for a value no rule is indexed
+    under. For a :data:`RAW_INDEX` field keyed by the raw value: each one is expanded into
+    the field's values on first use and remembered (a raw IIN value is 16 bits: bounded)."""
+
+    __slots__ = ("by_value", "expand")
+
+    def __init__(
+        self,
+        by_value: dict[Any, list[_Entry]],
+        expand: Callable[[Any], list[Any]] | None,
+    ) -> None:
+        super().__init__(() if expand is not None else by_value)
+        self.by_value = by_value
+        self.expand = expand
+
+    def __missing__(self, key: Any) -> list[_Entry] | None:
+        if self.expand is None or key is None:
+            return None
+        found = [e for v in self.expand(key) for e in self.by_value.get(v, ())]
+        entries = self[key] = list(dict.fromkeys(found)) if found else None
+        return entries
+
+
+_Plan = tuple[Any, dict[Any, tuple[list[_Entry], list[_Entry]]], Any, _SecondIndex, list[_Entry]]
 
 
 def _phases(rule: Rule) -> tuple[Phase, Phase]:
@@ -510,8 +543,8 @@ class RuleSet:
         event_any: list[Rule] = []
         tx_index: dict[str, dict[Any, list[Rule]]] = {}
         tx_rest: dict[str, list[Rule]] = {}
-        # protocol -> (getter of its secondary index field, value -> rules)
-        tx_second: dict[str, tuple[Callable[[Any], Any], dict[Any, list[Rule]]]] = {}
+        # protocol -> (secondary index field, value -> rules)
+        tx_second: dict[str, tuple[str, dict[Any, list[Rule]]]] = {}
         tx_any: list[Rule] = []  # transaction rules valid for every protocol
         # Suricata/Snort rules on packet payloads, run by the pipeline on each packet
         # (otids.rules.suricata.payload), never by match().
@@ -532,8 +565,7 @@ class RuleSet:
             elif rule.index_values is None:
                 tx_rest.setdefault(rule.protocol, []).append(rule)
             elif rule.index_field == SECONDARY_INDEX.get(rule.protocol):
-                get2 = VOCABULARY[rule.index_field].spec.get
-                _, by_value = tx_second.setdefault(rule.protocol, (get2, {}))
+                _, by_value = tx_second.setdefault(rule.protocol, (rule.index_field, {}))
                 for v in rule.index_values:
                     by_value.setdefault(v, []).append(rule)
             else:
@@ -561,8 +593,12 @@ class RuleSet:
         self._plans: dict[str, tuple[_Plan, _Plan]] = {}
         for name, spec in BY_NAME.items():
             get1 = VOCABULARY[spec.index_field].spec.get if spec.index_field else None
-            second_index: tuple[Any, dict[Any, list[Rule]]] = tx_second.get(name, (None, {}))
-            get2, idx2 = second_index
+            field2, idx2 = tx_second.get(name, ("", {}))
+            get2, expand = (
+                RAW_INDEX.get(field2, (VOCABULARY[field2].spec.get, None))
+                if field2
+                else (None, None)
+            )
             idx1 = tx_index.get(name, {}) if get1 is not None else {}
             plans: list[_Plan] = []
             for phase in (0, 1):
@@ -570,7 +606,13 @@ class RuleSet:
                 first = {v: e for v, found in idx1.items() if (e := entries(found, phase))}
                 second = {v: e for v, found in idx2.items() if (e := entries(found, phase))}
                 plans.append(
-                    (get1, {v: (e, [*e, *rest]) for v, e in first.items()}, get2, second, rest)
+                    (
+                        get1,
+                        {v: (e, [*e, *rest]) for v, e in first.items()},
+                        get2,
+                        _SecondIndex(second, expand) if second else _SecondIndex({}, None),
+                        rest,
+                    )
                 )
             self._plans[name] = (plans[0], plans[1])
 
@@ -612,14 +654,7 @@ class RuleSet:
         else:
             get1, idx1, get2, idx2, rest = plans[record.done]
             first = idx1.get(get1(record)) if idx1 else None
-            second = None
-            if idx2:
-                key2 = get2(record)
-                if type(key2) is list:
-                    found = [e for v in key2 for e in idx2.get(v, ())]
-                    second = list(dict.fromkeys(found)) if found else None
-                else:
-                    second = idx2.get(key2)
+            second = idx2[get2(record)] if idx2.by_value else None
             if second is not None:
                 cands = [*(first[0] if first is not None else ()), *second, *rest]
             elif first is not None:

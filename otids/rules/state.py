@@ -458,9 +458,9 @@ class RuleState:
         if stop == start + 1:  # most writes set one coil or register (5, 6): no iterators
             written[start] = (values[0], write)
         else:
-            # One C-level pass: at most 1968 coils or 123 registers per write.
-            pairs = zip(values, repeat(write))  # repeat() never ends
-            written.update(zip(range(start, stop), pairs, strict=True))
+            # One C-level pass (at most 1968 coils or 123 registers per write); enumerate
+            # numbers the addresses at half the cost of a strict zip with a range.
+            written.update(enumerate(zip(values, repeat(write)), start))
         if start < group.lo:
             group.lo = start
         if stop > group.hi:

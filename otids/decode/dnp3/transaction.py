@@ -235,7 +235,14 @@ class Dnp3Transaction(Transaction):
     __slots__ = ("broadcast", "requests", "responses", "unanswered", "unsolicited")
 
     def __init__(self, tx_id: int, ts: float, direction: Direction) -> None:
-        super().__init__(tx_id, ts, direction)
+        # Transaction.__init__ written out: one transaction per request, and the call costs
+        # as much as the assignments (keep in step with the base class).
+        self.tx_id = tx_id
+        self.ts = ts
+        self.direction = direction
+        self.done = False
+        self.events: list[str] = []
+        self.alerted: set[int] = set()
         self.requests: list[Dnp3Message] = []  # request fragments, in order (usually one)
         self.responses: list[Dnp3Message] = []  # response fragments, in order
         self.unsolicited = False

@@ -140,7 +140,14 @@ class ModbusTransaction(Transaction):
         function: str,
         category: str,
     ) -> None:
-        Transaction.__init__(self, tx_id, ts, direction)
+        # Transaction.__init__ written out: one transaction per request, and the call costs
+        # as much as the assignments (keep in step with the base class).
+        self.tx_id = tx_id
+        self.ts = ts
+        self.direction = direction
+        self.done = False
+        self.events: list[str] = []
+        self.alerted: set[int] = set()
         self.transaction_id = transaction_id
         self.unit_id = unit_id
         self.function_code = function_code

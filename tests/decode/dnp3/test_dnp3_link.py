@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from otids.decode.dnp3.crc import append_crc
+from otids.decode.dnp3 import link
+from otids.decode.dnp3.crc import append_crc, crc16_dnp
 from otids.decode.dnp3.events import Dnp3Event
 from otids.decode.dnp3.link import (
     MAX_FRAME_SIZE,
@@ -207,3 +208,11 @@ def test_reset_forgets_partial_frame() -> None:
 def test_build_frame_rejects_oversized_data() -> None:
     with pytest.raises(ValueError):
         build_frame(0x44, 1, 10, bytes(251))
+
+
+def test_crc_memory_is_bounded() -> None:
+    # Every block is new: the remembered CRCs never exceed the bound, and stay right.
+    for n in range(link._CRC_CACHE_SIZE + 10):
+        block = n.to_bytes(4, "little")
+        assert link._crc(block) == crc16_dnp(block)
+        assert len(link._crcs) <= link._CRC_CACHE_SIZE
