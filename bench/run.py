@@ -6,9 +6,10 @@
 2. Byte-compiles the package (as installing a wheel does; see :func:`byte_compile`), then
    runs, each as a child process, ``otids read FILE --json /dev/null --transactions --quiet``
    on both files, and ``tshark -r FILE -Y "modbus || dnp3" -T fields -e modbus.func_code
-   -e dnp3.al.func`` on the 200k one, measuring wall time, packets/s and the child's peak
-   RSS (``os.wait4`` gives each child's own resource usage, unlike ``RUSAGE_CHILDREN`` which
-   is a maximum over all of them).
+   -e dnp3.al.func`` on the 200k one (each command once untimed, then best of ``--runs``,
+   otids and tshark on the 200k file taking turns; see :func:`best`), measuring wall time,
+   packets/s and the child's peak RSS (``os.wait4`` gives each child's own resource usage,
+   unlike ``RUSAGE_CHILDREN`` which is a maximum over all of them).
    Linux charges the spawning process's pages to the child until it execs, so a child's
    peak reads at least this harness's own peak; the report states that floor.
 3. Prints a markdown table (also written to ``bench/out/results.md``) and exits non-zero when
@@ -125,9 +126,18 @@ def measure(tool: str, argv: list[str], packets: int) -> Measure:
     return Measure(tool, packets, seconds, usage.ru_maxrss)  # ru_maxrss is in KiB on Linux
 
 
-def best(tool: str, argv: list[str], packets: int, runs: int) -> Measure:
-    """The fastest of ``runs`` runs."""
-    return min((measure(tool, argv, packets) for _ in range(runs)), key=lambda m: m.seconds)
+def best(runs: int, commands: list[tuple[str, list[str], int]]) -> list[Measure]:
+    """The fastest of ``runs`` runs of each ``(tool, argv, packets)`` command.
+
+    Each command runs once untimed first (the one after another tool's may read the capture
+    back from disk: these machines reclaim the page cache eagerly). The timed runs then take
+    turns, one of each command per round, so that a burst of load from elsewhere on a shared
+    machine slows every command alike instead of all the runs of one.
+    """
+    for tool, argv, packets in commands:
+        measure(tool, argv, packets)
+    rounds = [[measure(*command) for command in commands] for _ in range(runs)]
+    return [min(column, key=lambda m: m.seconds) for column in zip(*rounds, strict=True)]
 
 
 def otids_command() -> Path:
@@ -168,17 +178,24 @@ def run(runs: int) -> tuple[list[str], bool]:
     if tshark is None:
         raise BenchError("tshark is not installed (make setup installs it)")
     ensure_mixes()
-    measures = []
-    for packets in SIZES:
-        argv = [str(otids), "read", str(mix_path(packets))]
-        argv += ["--json", os.devnull, "--transactions", "--quiet"]
-        measures.append(best("otids", argv, packets, runs))
-    baseline = mix_path(BASELINE_SIZE)
-    argv = [tshark, "-r", str(baseline), "-Y", TSHARK_FILTER, "-T", "fields"]
-    argv += ["-e", "modbus.func_code", "-e", "dnp3.al.func"]
-    reference = best("tshark", argv, BASELINE_SIZE, runs)
 
-    otids_base = next(m for m in measures if m.packets == BASELINE_SIZE)
+    def otids_argv(packets: int) -> list[str]:
+        argv = [str(otids), "read", str(mix_path(packets))]
+        return [*argv, "--json", os.devnull, "--transactions", "--quiet"]
+
+    tshark_argv = [tshark, "-r", str(mix_path(BASELINE_SIZE)), "-Y", TSHARK_FILTER]
+    tshark_argv += ["-T", "fields", "-e", "modbus.func_code", "-e", "dnp3.al.func"]
+    # The two commands whose ratio is the target take turns; the larger files after them.
+    otids_base, reference = best(
+        runs,
+        [
+            ("otids", otids_argv(BASELINE_SIZE), BASELINE_SIZE),
+            ("tshark", tshark_argv, BASELINE_SIZE),
+        ],
+    )
+    larger = [("otids", otids_argv(n), n) for n in SIZES if n != BASELINE_SIZE]
+    measures = sorted([otids_base, *best(runs, larger)], key=lambda m: m.packets)
+
     small, large = measures[0], measures[-1]
     speedup = otids_base.rate / reference.rate
     growth = large.peak_rss_kib / small.peak_rss_kib - 1
