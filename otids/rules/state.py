@@ -30,6 +30,7 @@ from otids.capture.flow import Flow
 from otids.decode.base import DecoderEvent, Transaction
 from otids.decode.dnp3.functions import FunctionCode
 from otids.decode.dnp3.iin import REQUEST_ERRORS
+from otids.decode.dnp3.objects import Dnp3Object
 from otids.decode.dnp3.transaction import APP_UNS, Dnp3Transaction
 from otids.decode.modbus.transaction import ModbusTransaction
 
@@ -573,14 +574,21 @@ class RuleState:
         they are only read here, never changed.
         """
         points = self._points.get(rule.sid)
-        request = tx.request
-        if request is None:
+        requests = tx.requests
+        if not requests:
             return None
+        request = requests[0]
         function = request.function
         if function == _DNP3_READ:
-            if not points or not tx.responses:
+            if not points:
                 return None  # nothing written yet: the common case of a poll, kept cheap
-            return self._compare_dnp3(points, request.dst, request.ts, tx, flow)
+            # Most reads (event polls) show no output status: one pass over the headers.
+            shown = [
+                obj for msg in tx.responses for obj in msg.objects if obj.group in _DNP3_STATUS
+            ]
+            if not shown:
+                return None
+            return self._compare_dnp3(points, request.dst, request.ts, shown, flow)
         answered = _DNP3_WRITES.get(function)
         if answered is None:
             return None
@@ -629,50 +637,48 @@ class RuleState:
         return None
 
     def _compare_dnp3(
-        self, points: _Points, outstation: int, asked: float, tx: Dnp3Transaction, flow: Flow
+        self, points: _Points, outstation: int, asked: float, shown: list[Dnp3Object], flow: Flow
     ) -> dict[str, Any] | None:
+        """Compare the output status objects ``shown`` by a read response with the writes."""
         server = flow.server_str
         changed: list[dict[str, Any]] = []
         count = 0
         table = ""
-        for msg in tx.responses:
-            for obj in msg.objects:
-                name = _DNP3_STATUS.get(obj.group)
-                if name is None:
+        for obj in shown:
+            name = _DNP3_STATUS[obj.group]
+            key = (server, outstation, name)
+            group = points.get(key)
+            if group is None or (
+                obj.range_code <= _DNP3_LAST_START_STOP
+                and (obj.start >= group.hi or obj.stop < group.lo)
+            ):
+                continue  # a start-stop range holding no index ever written
+            written_at = group.values
+            for p in obj.points:
+                index = p["index"]
+                entry = written_at.get(index)
+                if entry is None:
                     continue
-                key = (server, outstation, name)
-                group = points.get(key)
-                if group is None or (
-                    obj.range_code <= _DNP3_LAST_START_STOP
-                    and (obj.start >= group.hi or obj.stop < group.lo)
-                ):
-                    continue  # a start-stop range holding no index ever written
-                written_at = group.values
-                for p in obj.points:
-                    index = p["index"]
-                    entry = written_at.get(index)
-                    if entry is None:
-                        continue
-                    written, write = entry
-                    read = p.get("value")
-                    if write.ts > asked or read is None or read == written:
-                        continue
-                    count += 1
-                    table = name
-                    del written_at[index]
-                    self.points -= 1
-                    if len(changed) < MAX_REPORTED_POINTS:
-                        changed.append(
-                            {
-                                "index": index,
-                                "written": written,
-                                "read": read,
-                                "written_by": write.writer,
-                                "written_at": _iso(write.ts),
-                            }
-                        )
-                if not written_at:
-                    del points[key]
+                written, write = entry
+                read = p.get("value")
+                if write.ts > asked or read is None or read == written:
+                    continue
+                count += 1
+                table = name
+                del written_at[index]
+                self.points -= 1
+                if len(changed) < MAX_REPORTED_POINTS:
+                    changed.append(
+                        {
+                            "index": index,
+                            "written": written,
+                            "read": read,
+                            "written_by": write.writer,
+                            "written_at": _iso(write.ts),
+                        }
+                    )
+            if not written_at:
+                del points[key]
         if not count:
             return None
         return {
