@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import repeat
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 from weakref import ref
 
@@ -148,6 +149,8 @@ _DNP3_REQUEST_ERRORS = int(REQUEST_ERRORS)
 _DNP3_OUTPUTS: dict[int, tuple[int, str]] = {41: (40, "analog_output")}
 # Status group -> table name: which objects of a read response are compared.
 _DNP3_STATUS: dict[int, str] = {status: table for status, table in _DNP3_OUTPUTS.values()}
+_DNP3_STATUS_GROUPS = frozenset(_DNP3_STATUS)
+_GROUP = attrgetter("group")
 _DNP3_LAST_START_STOP = 2  # range codes 0-2: start and stop indexes (1, 2, 4 octets)
 _DNP3_STATUS_OK = 0  # control status "success" of an echoed command (IEEE 1815-2012, 11.9.8)
 
@@ -582,12 +585,15 @@ class RuleState:
         if function == _DNP3_READ:
             if not points:
                 return None  # nothing written yet: the common case of a poll, kept cheap
-            # Most reads (event polls) show no output status: one pass over the headers.
-            shown = [
-                obj for msg in tx.responses for obj in msg.objects if obj.group in _DNP3_STATUS
-            ]
-            if not shown:
+            # Most reads (event polls) show no output status: the headers' groups are checked
+            # at C speed (map, isdisjoint) before any object is looked at in Python.
+            responses = tx.responses
+            for msg in responses:
+                if not _DNP3_STATUS_GROUPS.isdisjoint(map(_GROUP, msg.objects)):
+                    break
+            else:
                 return None
+            shown = [obj for msg in responses for obj in msg.objects if obj.group in _DNP3_STATUS]
             return self._compare_dnp3(points, request.dst, request.ts, shown, flow)
         answered = _DNP3_WRITES.get(function)
         if answered is None:
