@@ -49,6 +49,7 @@ CRAFTED = [
     ("dnp3_udp", "dnp3-udp.pcap"),
     ("dnp3_malformed", "dnp3-malformed.pcap"),
     ("dnp3_state", "dnp3-state.pcap"),
+    ("dnp3_readback", "dnp3-readback.pcap"),
 ]
 
 

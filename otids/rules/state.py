@@ -3,7 +3,8 @@
 A rule's detection says which transactions it watches; an optional ``state`` block makes
 the rule fire on what happens *between* transactions instead of on one alone. Exactly one
 kind per rule: ``no_response_within`` (a request unanswered after a delay),
-``write_readback: changed`` (Modbus: a read shows another value than a write set) and
+``write_readback: changed`` (Modbus, DNP3 analog outputs: a read shows another value than
+a write set) and
 ``unsolicited: unconfirmed`` (DNP3: an unsolicited response sent before the previous one
 was confirmed). :data:`STATE_DOCS` (the rule-writing guide's section) gives the semantics.
 
@@ -22,12 +23,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import repeat
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 from weakref import ref
 
 from otids.capture.flow import Flow
 from otids.decode.base import DecoderEvent, Transaction
 from otids.decode.dnp3.functions import FunctionCode
+from otids.decode.dnp3.iin import REQUEST_ERRORS
+from otids.decode.dnp3.objects import Dnp3Object
 from otids.decode.dnp3.transaction import APP_UNS, Dnp3Transaction
 from otids.decode.modbus.transaction import ModbusTransaction
 
@@ -72,7 +76,7 @@ fire too.
 
 ```yaml
 state:
-  write_readback: changed     # Modbus
+  write_readback: changed     # Modbus, DNP3
 ```
 
 The detection picks the writes to remember and the reads to compare, e.g.
@@ -84,6 +88,16 @@ answered, that shows another value fires. The alert's `state.points` lists each 
 address with `written`, `read`, `written_by` and `written_at`. A changed address is
 reported once and forgotten; one read back as written stays watched, so a later change is
 caught too.
+
+On DNP3 (analog outputs) the detection is `dnp3.func: [1, 4, 5, 6]`. An operate (4, after
+its select) or direct operate (5) of analog output blocks (g41v1-4) sets, per server
+address, outstation (link address) and point index, the value written, once answered with
+no IIN2 error bit, and only for the points echoed with control status 0. A direct operate
+without acknowledgement (6) gets no answer: it is remembered as sent (a silently refused
+one then shows as changed). A later read response (1) with analog output status (g40),
+asked for after the write was answered, that shows another value fires as above; the
+alert's `state` has `outstation`, `table: analog_output` and `points` with `index` instead
+of `address`. Binary outputs (CROB, g12 then g10) are not compared.
 
 ```yaml
 state:
@@ -108,7 +122,7 @@ STATE_LIMITS = (
 # Kind -> the protocols it can watch (the loader rejects other rules).
 KIND_PROTOCOLS: dict[str, tuple[str, ...]] = {
     "no_response_within": ("modbus", "dnp3"),
-    "write_readback": ("modbus",),
+    "write_readback": ("modbus", "dnp3"),
     "unsolicited": ("dnp3",),
 }
 
@@ -120,6 +134,25 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 _READBACK_TABLES = frozenset({"coils", "holding"})
 _REGISTER_MASK = 0xFFFF
 _COIL_MASK = 1
+
+# DNP3 writes remembered: function -> does the outstation answer it? Operate (after its
+# select) and direct operate are remembered once answered without error; direct operate
+# without acknowledgement gets no answer, so it is remembered as sent (see STATE_DOCS).
+_DNP3_WRITES: dict[int, bool] = {
+    FunctionCode.OPERATE: True,
+    FunctionCode.DIRECT_OPERATE: True,
+    FunctionCode.DIRECT_OPERATE_NR: False,
+}
+_DNP3_READ = int(FunctionCode.READ)
+_DNP3_REQUEST_ERRORS = int(REQUEST_ERRORS)
+# Command object group -> (the status group a read shows it in, the table's name in alerts).
+_DNP3_OUTPUTS: dict[int, tuple[int, str]] = {41: (40, "analog_output")}
+# Status group -> table name: which objects of a read response are compared.
+_DNP3_STATUS: dict[int, str] = {status: table for status, table in _DNP3_OUTPUTS.values()}
+_DNP3_STATUS_GROUPS = frozenset(_DNP3_STATUS)
+_GROUP = attrgetter("group")
+_DNP3_LAST_START_STOP = 2  # range codes 0-2: start and stop indexes (1, 2, 4 octets)
+_DNP3_STATUS_OK = 0  # control status "success" of an echoed command (IEEE 1815-2012, 11.9.8)
 
 Record = Transaction | DecoderEvent
 
@@ -344,6 +377,8 @@ class RuleState:
         if spec.kind == "write_readback":
             if isinstance(record, ModbusTransaction):
                 return self._readback(rule, record, flow)
+            if isinstance(record, Dnp3Transaction):
+                return self._readback_dnp3(rule, record, flow)
             return None
         if isinstance(record, Dnp3Transaction):
             return self._unsolicited(spec, record, flow)
@@ -466,6 +501,10 @@ class RuleState:
         if stop > group.hi:
             group.hi = stop
         self.points += len(written) - before
+        self._evict(points)
+
+    def _evict(self, points: _Points) -> None:
+        """Forget the oldest written addresses beyond :attr:`max_points`."""
         while self.points > self.max_points:  # one eviction per turn: bounded by the excess
             oldest_key = next(iter(points))
             oldest = points[oldest_key].values
@@ -523,6 +562,135 @@ class RuleState:
             "state": {
                 "write_readback": "changed",
                 "unit": tx.unit_id,
+                "table": table,
+                "changed": count,
+                "points": changed,
+            }
+        }
+
+    # --- DNP3: analog output commands, then analog output status read back ---------------------
+
+    def _readback_dnp3(self, rule: Rule, tx: Dnp3Transaction, flow: Flow) -> dict[str, Any] | None:
+        """Remember the outputs a command set; compare those a read response shows.
+
+        Parsed objects and their points may be shared with other transactions (caches):
+        they are only read here, never changed.
+        """
+        points = self._points.get(rule.sid)
+        requests = tx.requests
+        if not requests:
+            return None
+        request = requests[0]
+        function = request.function
+        if function == _DNP3_READ:
+            if not points:
+                return None  # nothing written yet: the common case of a poll, kept cheap
+            # Most reads (event polls) show no output status: the headers' groups are checked
+            # at C speed (map, isdisjoint) before any object is looked at in Python.
+            responses = tx.responses
+            for msg in responses:
+                if not _DNP3_STATUS_GROUPS.isdisjoint(map(_GROUP, msg.objects)):
+                    break
+            else:
+                return None
+            shown = [obj for msg in responses for obj in msg.objects if obj.group in _DNP3_STATUS]
+            return self._compare_dnp3(points, request.dst, request.ts, shown, flow)
+        answered = _DNP3_WRITES.get(function)
+        if answered is None:
+            return None
+        if answered:
+            response = tx.response
+            if response is None or response.iin is None or response.iin & _DNP3_REQUEST_ERRORS:
+                return None  # refused or unanswered: changed nothing we know of
+            # The echo says, per point, whether the outstation accepted the command.
+            accepted = {
+                p["index"]: p.get("control_status")
+                for obj in response.objects
+                if obj.group in _DNP3_OUTPUTS
+                for p in obj.points
+            }
+            when = tx.responses[-1].ts
+        else:
+            accepted = None
+            when = request.ts
+        write = _Write(0, when, flow.client_str)
+        for obj in request.objects:
+            output = _DNP3_OUTPUTS.get(obj.group)
+            if output is None:
+                continue
+            if points is None:
+                points = self._points[rule.sid] = {}
+            key = (flow.server_str, request.dst, output[1])
+            for p in obj.points:
+                index = p["index"]
+                if accepted is not None and accepted.get(index) != _DNP3_STATUS_OK:
+                    continue
+                value = p.get("value")
+                if value is None:
+                    continue
+                group = points.get(key)
+                if group is None:
+                    group = points[key] = _Group()
+                if index not in group.values:
+                    self.points += 1
+                group.values[index] = (value, write)
+                if index < group.lo:
+                    group.lo = index
+                if index >= group.hi:
+                    group.hi = index + 1
+        if points is not None:
+            self._evict(points)
+        return None
+
+    def _compare_dnp3(
+        self, points: _Points, outstation: int, asked: float, shown: list[Dnp3Object], flow: Flow
+    ) -> dict[str, Any] | None:
+        """Compare the output status objects ``shown`` by a read response with the writes."""
+        server = flow.server_str
+        changed: list[dict[str, Any]] = []
+        count = 0
+        table = ""
+        for obj in shown:
+            name = _DNP3_STATUS[obj.group]
+            key = (server, outstation, name)
+            group = points.get(key)
+            if group is None or (
+                obj.range_code <= _DNP3_LAST_START_STOP
+                and (obj.start >= group.hi or obj.stop < group.lo)
+            ):
+                continue  # a start-stop range holding no index ever written
+            written_at = group.values
+            for p in obj.points:
+                index = p["index"]
+                entry = written_at.get(index)
+                if entry is None:
+                    continue
+                written, write = entry
+                read = p.get("value")
+                if write.ts > asked or read is None or read == written:
+                    continue
+                count += 1
+                table = name
+                del written_at[index]
+                self.points -= 1
+                if len(changed) < MAX_REPORTED_POINTS:
+                    changed.append(
+                        {
+                            "index": index,
+                            "written": written,
+                            "read": read,
+                            "written_by": write.writer,
+                            "written_at": _iso(write.ts),
+                        }
+                    )
+            if not written_at:
+                del points[key]
+        if not count:
+            return None
+        return {
+            "state": {
+                "write_readback": "changed",
+                "outstation": outstation,
                 "table": table,
                 "changed": count,
                 "points": changed,

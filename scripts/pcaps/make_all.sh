@@ -20,3 +20,4 @@ py="${PYTHON:-python}"
 "$py" scripts/pcaps/dnp3_udp.py --out pcaps/dnp3-udp.pcap
 "$py" scripts/pcaps/dnp3_malformed.py --out pcaps/dnp3-malformed.pcap
 "$py" scripts/pcaps/dnp3_state.py --out pcaps/dnp3-state.pcap
+"$py" scripts/pcaps/dnp3_readback.py --out pcaps/dnp3-readback.pcap

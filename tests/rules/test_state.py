@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import pytest
@@ -9,6 +10,8 @@ import pytest
 from otids.capture.flow import Flow, FlowTable
 from otids.capture.packet import PROTO_TCP, TH_ACK, Packet
 from otids.decode.base import AppParser, Direction
+from otids.decode.dnp3 import Dnp3Parser
+from otids.decode.dnp3.transport import encode_fragment
 from otids.decode.modbus import ModbusParser
 from otids.rules.engine import Rule, RuleSet
 from otids.rules.loader import parse_rule
@@ -109,7 +112,7 @@ BAD_STATES: list[tuple[str, str, int, str]] = [
     (MODBUS_READ, "write_readback: changed\n  unsolicited: unconfirmed", 8, "exactly one of"),
     (MODBUS_READ, "[]", 8, "exactly one of"),
     ("event: modbus.invalid_length", "no_response_within: 5s", 8, "not to decoder events"),
-    (DNP3_READ, "write_readback: changed", 8, "needs a rule on modbus transactions"),
+    ("src_ip: 192.0.2.10", "write_readback: changed", 8, "needs a rule on modbus or dnp3"),
     (MODBUS_READ, "unsolicited: unconfirmed", 8, "needs a rule on dnp3 transactions"),
     ("src_ip: 192.0.2.10", "no_response_within: 5s", 8, "on no protocol"),
 ]
@@ -137,11 +140,13 @@ def test_good_state_blocks_load() -> None:
     loaded = [
         make_rule(MODBUS_READ, "no_response_within: 500ms").state,
         make_rule(MODBUS_READ, "write_readback: changed").state,
+        make_rule("dnp3.func: [1, 4, 5, 6]", "write_readback: changed").state,
         make_rule("dnp3.func: [0, 130]", "unsolicited: unconfirmed").state,
     ]
     assert loaded == [
         StateSpec("no_response_within", 0.5, "modbus"),
         StateSpec("write_readback", protocol="modbus"),
+        StateSpec("write_readback", protocol="dnp3"),
         StateSpec("unsolicited", protocol="dnp3"),
     ]
 
@@ -479,3 +484,240 @@ def test_written_points_are_bounded_and_the_evicted_counted() -> None:
     h.feed(TO_SERVER, adu(3, READ_100_REQUEST), 3.0)
     h.feed(TO_CLIENT, adu(3, read_100_response(1, 2)), 3.01)
     assert [[p["address"] for p in s["points"]] for s in h.states()] == [[101]]
+
+
+# --- DNP3: analog output commands, then analog output status read back ------------------------
+
+DNP3_RB = "dnp3.func: [1, 4, 5, 6]"
+DNP3_PORT = 20000
+MASTER, OUTSTATION = 1, 10  # link addresses
+MASTER_CONTROL, OUTSTATION_CONTROL = 0xC4, 0x44  # unconfirmed user data, PRM; DIR on the master's
+FIR_FIN = 0xC0
+READ, SELECT, OPERATE, DIRECT_OPERATE, DIRECT_OPERATE_NR = 1, 3, 4, 5, 6
+PARAMETER_ERROR = 0x0004  # IIN2 bit: the outstation rejected the request
+NOT_SUPPORTED = 4  # control status of a refused command
+
+
+def g41v2(index: int, value: int, status: int = 0) -> bytes:
+    """A 16-bit analog output block, 1-octet index prefix and count, one point."""
+    return (
+        bytes([41, 2, 0x17, 1, index]) + value.to_bytes(2, "little", signed=True) + bytes([status])
+    )
+
+
+def g41v3(index: int, value: float) -> bytes:
+    """A single-precision analog output block, one point."""
+    return bytes([41, 3, 0x17, 1, index]) + struct.pack("<fB", value, 0)
+
+
+def g40v2(*values: int, start: int = 0) -> bytes:
+    """16-bit analog output status, online, indexes ``start``.. (1-octet start, stop)."""
+    out = bytes([40, 2, 0x00, start, start + len(values) - 1])
+    return out + b"".join(bytes([1]) + v.to_bytes(2, "little", signed=True) for v in values)
+
+
+def g40v3(value: float) -> bytes:
+    """Single-precision analog output status of index 0, online."""
+    return bytes([40, 3, 0x00, 0, 0]) + struct.pack("<Bf", 1, value)
+
+
+READ_G40 = bytes([40, 0, 0x06])  # analog output status, any variation, all points
+
+# One exchange: (function, request objects, response objects or None: no response, IIN)
+Dnp3Exchange = tuple[int, bytes, bytes | None, int]
+
+
+def operate(function: int, block: bytes, iin: int = 0, echo: bytes | None = None) -> Dnp3Exchange:
+    """A command echoed (as ``echo`` when given) with the IIN."""
+    return function, block, block if echo is None else echo, iin
+
+
+def read_back(objects: bytes) -> Dnp3Exchange:
+    """A read of the analog output status answered with ``objects``."""
+    return READ, READ_G40, objects, 0
+
+
+class Dnp3Session:
+    """One master and one outstation over a TCP flow, each fragment framed in link frames."""
+
+    def __init__(self, harness: Harness) -> None:
+        self.h = harness
+        self.seq = 0  # application sequence of the master
+        self.transport = [0, 0]  # transport sequence per direction
+
+    def _send(self, direction: Direction, fragment: bytes, ts: float) -> None:
+        side = 0 if direction is TO_SERVER else 1
+        control, dst, src = (
+            (MASTER_CONTROL, OUTSTATION, MASTER) if side == 0
+            else (OUTSTATION_CONTROL, MASTER, OUTSTATION)
+        )  # fmt: skip
+        frames = encode_fragment(fragment, control, dst, src, self.transport[side])
+        self.transport[side] = (self.transport[side] + 1) & 0x3F
+        self.h.feed(direction, frames, ts)
+
+    def exchange(self, exchange: Dnp3Exchange, ts: float, dst: int = OUTSTATION) -> None:
+        function, asked, answer, iin = exchange
+        self._send(TO_SERVER, bytes([FIR_FIN | self.seq, function]) + asked, ts)
+        if answer is not None:
+            header = bytes([FIR_FIN | self.seq, 0x81, iin >> 8, iin & 0xFF])
+            self._send(TO_CLIENT, header + answer, ts + 0.01)
+        self.seq = (self.seq + 1) & 0x0F
+
+
+DNP3_READBACKS: list[tuple[str, list[Dnp3Exchange], Changed]] = [
+    (
+        "direct operate read back as written",
+        [operate(DIRECT_OPERATE, g41v2(0, 1500)), read_back(g40v2(1500))],
+        [],
+    ),
+    (
+        "direct operate read back changed",
+        [operate(DIRECT_OPERATE, g41v2(0, 1500)), read_back(g40v2(1400))],
+        [[(0, 1500, 1400)]],
+    ),
+    (
+        "select then operate: the operate is the write",
+        [
+            operate(SELECT, g41v2(1, 30)),
+            operate(OPERATE, g41v2(1, 30)),
+            read_back(g40v2(0, 31)),
+        ],
+        [[(1, 30, 31)]],
+    ),
+    (
+        "a select alone writes nothing",
+        [operate(SELECT, g41v2(0, 30)), read_back(g40v2(31))],
+        [],
+    ),
+    (
+        "direct operate without acknowledgement: remembered as sent",
+        [(DIRECT_OPERATE_NR, g41v2(0, 1500), None, 0), read_back(g40v2(1400))],
+        [[(0, 1500, 1400)]],
+    ),
+    (
+        "reported once, then forgotten",
+        [
+            operate(DIRECT_OPERATE, g41v2(0, 1500)),
+            read_back(g40v2(1400)),
+            read_back(g40v2(1300)),
+        ],
+        [[(0, 1500, 1400)]],
+    ),
+    (
+        "kept after an equal read: a later change is caught",
+        [
+            operate(DIRECT_OPERATE, g41v2(0, 1500)),
+            read_back(g40v2(1500)),
+            read_back(g40v2(1501)),
+        ],
+        [[(0, 1500, 1501)]],
+    ),
+    (
+        "refused by an IIN2 error: not remembered",
+        [operate(DIRECT_OPERATE, g41v2(0, 1500), iin=PARAMETER_ERROR), read_back(g40v2(1400))],
+        [],
+    ),
+    (
+        "refused by the echoed status: not remembered",
+        [
+            operate(DIRECT_OPERATE, g41v2(0, 1500), echo=g41v2(0, 1500, NOT_SUPPORTED)),
+            read_back(g40v2(1400)),
+        ],
+        [],
+    ),
+    (
+        "two points in one read, one changed",
+        [
+            operate(DIRECT_OPERATE, g41v2(0, 1500)),
+            operate(DIRECT_OPERATE, g41v2(1, 7)),
+            read_back(g40v2(1500, 2)),
+        ],
+        [[(1, 7, 2)]],
+    ),
+    (
+        "float written, float read back equal",
+        [operate(DIRECT_OPERATE, g41v3(0, 12.5)), read_back(g40v3(12.5))],
+        [],
+    ),
+    (
+        "16-bit written, float read back equal",
+        [operate(DIRECT_OPERATE, g41v2(0, 12)), read_back(g40v3(12.0))],
+        [],
+    ),
+    (
+        "an index never written is not compared",
+        [operate(DIRECT_OPERATE, g41v2(0, 1500)), read_back(g40v2(9, start=5))],
+        [],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("title", "exchanges", "expected"), DNP3_READBACKS, ids=[r[0] for r in DNP3_READBACKS]
+)
+def test_dnp3_write_readback(title: str, exchanges: list[Dnp3Exchange], expected: Changed) -> None:
+    h = Harness(make_rule(DNP3_RB, "write_readback: changed"), Dnp3Parser(), DNP3_PORT)
+    session = Dnp3Session(h)
+    for i, exchange in enumerate(exchanges):
+        session.exchange(exchange, 1.0 + i)
+    got = [[(p["index"], p["written"], p["read"]) for p in state["points"]] for state in h.states()]
+    assert got == expected, title
+    for state in h.states():
+        assert (state["outstation"], state["table"]) == (OUTSTATION, "analog_output")
+        assert state["changed"] == len(state["points"])
+        assert {p["written_by"] for p in state["points"]} == {"192.0.2.10"}
+
+
+def test_dnp3_read_asked_before_the_command_was_answered_is_not_compared() -> None:
+    h = Harness(make_rule(DNP3_RB, "write_readback: changed"), Dnp3Parser(), DNP3_PORT)
+    session = Dnp3Session(h)
+    session.exchange(operate(DIRECT_OPERATE, g41v2(0, 1500)), 1.0)
+    state = h.gate.state
+    # The read was asked for before the command's answer: move the write after it.
+    ((_, (_, write)),) = next(iter(state._points[7].values())).values.items()
+    write.ts = 3.0
+    session.exchange(read_back(g40v2(1400)), 2.0)
+    assert h.alerts == []
+    session.exchange(read_back(g40v2(1400)), 4.0)
+    assert len(h.alerts) == 1
+
+
+def test_dnp3_other_outstation_is_another_point() -> None:
+    h = Harness(make_rule(DNP3_RB, "write_readback: changed"), Dnp3Parser(), DNP3_PORT)
+    session = Dnp3Session(h)
+    session.exchange(operate(DIRECT_OPERATE, g41v2(0, 1500)), 1.0)
+    points = h.gate.state._points[7]
+    assert list(points) == [("192.0.2.20", OUTSTATION, "analog_output")]
+
+
+def test_dnp3_written_points_are_bounded_and_the_evicted_counted() -> None:
+    h = Harness(make_rule(DNP3_RB, "write_readback: changed"), Dnp3Parser(), DNP3_PORT)
+    state = h.gate.state
+    state.max_points = 1
+    session = Dnp3Session(h)
+    session.exchange(operate(DIRECT_OPERATE, g41v2(0, 1500)), 1.0)
+    session.exchange(operate(DIRECT_OPERATE, g41v2(1, 7)), 2.0)
+    assert (state.points, state.points_evicted) == (1, 1)
+    session.exchange(read_back(g40v2(1, 2)), 3.0)
+    assert [[p["index"] for p in s["points"]] for s in h.states()] == [[1]]
+    assert state.points == 0
+
+
+def test_dnp3_parsed_objects_are_not_changed() -> None:
+    h = Harness(make_rule(DNP3_RB, "write_readback: changed"), Dnp3Parser(), DNP3_PORT)
+    session = Dnp3Session(h)
+    seen: list[Any] = []
+    match = h._match
+
+    def keep(record: Any, ts: float) -> None:
+        if record.done:  # complete: the state sees it now
+            seen.append((record, [dict(p) for o in record.objects for p in o.points]))
+        match(record, ts)
+
+    h._match = keep  # type: ignore[method-assign]
+    session.exchange(operate(DIRECT_OPERATE, g41v2(0, 1500)), 1.0)
+    session.exchange(read_back(g40v2(1400)), 2.0)
+    assert len(h.alerts) == 1
+    assert len(seen) == 2
+    for record, points in seen:
+        assert [p for o in record.objects for p in o.points] == points
