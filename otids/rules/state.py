@@ -325,6 +325,25 @@ class _Group:
 _Points = dict[tuple[str, int, str], _Group]
 
 
+def _readback_state(
+    count: int, changed: list[dict[str, Any]], device: tuple[str, int], table: str
+) -> dict[str, Any] | None:
+    """The alert's ``state`` for ``count`` changed points (None when none changed);
+    ``device``: the field naming where they were read (Modbus unit, DNP3 outstation)."""
+    if not count:
+        return None
+    name, value = device
+    return {
+        "state": {
+            "write_readback": "changed",
+            name: value,
+            "table": table,
+            "changed": count,
+            "points": changed,
+        }
+    }
+
+
 class RuleState:
     """The state of every rule with a ``state`` block, for one pipeline.
 
@@ -503,6 +522,30 @@ class RuleState:
         self.points += len(written) - before
         self._evict(points)
 
+    def _forget(
+        self,
+        written_at: dict[int, tuple[int, _Write]],
+        changed: list[dict[str, Any]],
+        label: str,
+        at: int,
+        read: int,
+    ) -> None:
+        """A point read back changed: forget its write (it is reported once) and list it in
+        ``changed`` under ``label`` (Modbus ``address``, DNP3 ``index``), up to
+        :data:`MAX_REPORTED_POINTS`."""
+        written, write = written_at.pop(at)
+        self.points -= 1
+        if len(changed) < MAX_REPORTED_POINTS:
+            changed.append(
+                {
+                    label: at,
+                    "written": written,
+                    "read": read,
+                    "written_by": write.writer,
+                    "written_at": _iso(write.ts),
+                }
+            )
+
     def _evict(self, points: _Points) -> None:
         """Forget the oldest written addresses beyond :attr:`max_points`."""
         while self.points > self.max_points:  # one eviction per turn: bounded by the excess
@@ -542,31 +585,10 @@ class RuleState:
             if write.ts > asked or not (read ^ written) & write.mask:
                 continue
             count += 1
-            del written_at[address]
-            self.points -= 1
-            if len(changed) < MAX_REPORTED_POINTS:
-                changed.append(
-                    {
-                        "address": address,
-                        "written": written,
-                        "read": read,
-                        "written_by": write.writer,
-                        "written_at": _iso(write.ts),
-                    }
-                )
+            self._forget(written_at, changed, "address", address, read)
         if not written_at:
             del points[key]
-        if not count:
-            return None
-        return {
-            "state": {
-                "write_readback": "changed",
-                "unit": tx.unit_id,
-                "table": table,
-                "changed": count,
-                "points": changed,
-            }
-        }
+        return _readback_state(count, changed, ("unit", tx.unit_id), table)
 
     # --- DNP3: analog output commands, then analog output status read back ---------------------
 
@@ -671,31 +693,10 @@ class RuleState:
                     continue
                 count += 1
                 table = name
-                del written_at[index]
-                self.points -= 1
-                if len(changed) < MAX_REPORTED_POINTS:
-                    changed.append(
-                        {
-                            "index": index,
-                            "written": written,
-                            "read": read,
-                            "written_by": write.writer,
-                            "written_at": _iso(write.ts),
-                        }
-                    )
+                self._forget(written_at, changed, "index", index, read)
             if not written_at:
                 del points[key]
-        if not count:
-            return None
-        return {
-            "state": {
-                "write_readback": "changed",
-                "outstation": outstation,
-                "table": table,
-                "changed": count,
-                "points": changed,
-            }
-        }
+        return _readback_state(count, changed, ("outstation", outstation), table)
 
     # --- unconfirmed unsolicited responses ---------------------------------------------------
 
